@@ -1,0 +1,29 @@
+# Everything runs from .venv, which `make setup` creates and fills (torch 2.13.0 CPU from local disk).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo profile test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The main job. Until fine-tuning lands it profiles a base-size encoder: MACs and time per setting.
+demo: profile
+
+profile: setup
+	$(VENV)/bin/stochw2v profile --size base
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) benchmarks/encoder_speed.py
+
+clean:
+	rm -rf $(VENV) runs build src/*.egg-info

@@ -1,0 +1,66 @@
+"""The `stochw2v` command line: one subcommand per stage of the pipeline."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evaluate.profile import format_table, parse_settings, preset, profile
+    from .model import Encoder, count_parameters, load
+
+    torch.set_num_threads(args.threads)
+    model = load(args.model) if args.model else Encoder(preset(args.size))
+    settings = parse_settings(args.compression)
+    source = args.model or f"random-weight {args.size} encoder"
+    print(f"{source}: {count_parameters(model) / 1e6:.1f}M parameters, {args.seconds:g} s of audio, "
+          f"batch 1, {args.threads} threads, median of {args.repeats}")
+    rows = profile(model, settings, args.seconds, args.repeats)
+    print(format_table(rows, args.seconds))
+    return 0
+
+
+def _export_hf(args: argparse.Namespace) -> int:
+    from .model import export_hf, load
+
+    out = export_hf(load(args.model), args.out, args.compression)
+    print(f"wrote a HF transformers model to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stochw2v", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("profile", help="MACs and measured time of each compression setting")
+    p.add_argument("--model", help="model folder (ours or HF); default: random weights of --size")
+    p.add_argument("--size", default="base", help="base, large or tiny (default: base)")
+    p.add_argument("--compression", default="s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2",
+                   help="settings separated by ';' (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(run=_profile)
+
+    p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder")
+    p.add_argument("model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--compression", default=None, help="fixed setting to export (default: the model's)")
+    p.set_defaults(run=_export_hf)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"stochw2v {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Measuring models: compute profiles now, WER-versus-compute evaluation later."""

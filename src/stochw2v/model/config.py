@@ -1,0 +1,166 @@
+"""Encoder hyper-parameters as one dataclass, with the presets the papers use.
+
+A config describes *weights*, never a compression setting: the same weights run at any
+`Compression` the config allows (up to `max_upsample`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+ConvLayer = tuple[int, int, int]  # (channels, kernel, stride)
+
+W2V2_CONV: tuple[ConvLayer, ...] = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
+# SEW's compact conv encoder (SEW paper, "WFE-C"): same 400-sample receptive field and
+# 320-sample hop as W2V2's, with far fewer multiply-accumulates in the early layers.
+SEW_CONV: tuple[ConvLayer, ...] = tuple(
+    (c, k, s)
+    for c, k, s in zip(
+        (64, 128, 128, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512),
+        (10, 3, 1, 3, 1, 3, 1, 3, 1, 2, 1, 2, 1),
+        (5, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1),
+    )
+)
+
+ACTIVATIONS = ("gelu", "relu", "silu", "gelu_tanh")
+CONV_NORMS = ("group", "layer")
+
+
+@dataclass
+class EncoderConfig:
+    """Shape and regularisation of a wav2vec 2.0 / SEW / stochastic encoder."""
+
+    conv_layers: tuple[ConvLayer, ...] = W2V2_CONV
+    conv_norm: str = "group"  # "group": GroupNorm after the first conv (W2V2 base); "layer": LN after each
+    conv_bias: bool = False
+    dim: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    activation: str = "gelu"  # feed-forward activation
+    conv_activation: str = "gelu"  # conv encoder, positional conv and upsampling activation
+    pos_conv_kernel: int = 128
+    pos_conv_groups: int = 16
+    layer_norm_first: bool = False  # False: post-LN (W2V2 base, SEW); True: pre-LN (W2V2 large)
+    feature_projection: bool = True  # Linear from conv channels to dim; SEW omits it when they are equal
+    max_upsample: int = 0  # largest total factor the upsampler covers; 0 = no upsampler (plain W2V2)
+    layer_norm_eps: float = 1e-5
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    feature_dropout: float = 0.1
+    layerdrop: float = 0.05
+    # the setting used when a call names none: "s=1" for W2V2, SEW checkpoints their own squeeze
+    default_compression: str = "s=1"
+
+    def __post_init__(self) -> None:
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
+        self.validate()
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> None:
+        problems = []
+        if not self.conv_layers:
+            problems.append("conv_layers is empty")
+        for i, layer in enumerate(self.conv_layers):
+            if len(layer) != 3 or min(layer) < 1:
+                problems.append(f"conv_layers[{i}]={layer} must be (channels, kernel, stride), all >= 1")
+        if self.conv_norm not in CONV_NORMS:
+            problems.append(f"conv_norm={self.conv_norm!r} must be one of {CONV_NORMS}")
+        for name in ("activation", "conv_activation"):
+            if getattr(self, name) not in ACTIVATIONS:
+                problems.append(f"{name}={getattr(self, name)!r} must be one of {ACTIVATIONS}")
+        for name in ("dim", "num_layers", "num_heads", "ffn_dim", "pos_conv_kernel", "pos_conv_groups"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.num_heads >= 1 and self.dim % self.num_heads:
+            problems.append(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
+        if self.pos_conv_groups >= 1 and self.dim % self.pos_conv_groups:
+            problems.append(f"dim={self.dim} is not divisible by pos_conv_groups={self.pos_conv_groups}")
+        if not self.feature_projection and self.conv_layers and self.conv_layers[-1][0] != self.dim:
+            problems.append("feature_projection=False needs the last conv channel count to equal dim")
+        if self.max_upsample < 0:
+            problems.append("max_upsample must be >= 0")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                problems.append(f"{name} must be in [0, 1)")
+        from .compression import Compression
+
+        try:
+            Compression.parse(self.default_compression)
+        except ValueError as error:
+            problems.append(f"default_compression: {error}")
+        if problems:
+            raise ValueError("invalid encoder config: " + "; ".join(problems))
+
+    # ----------------------------------------------------------- derived sizes
+    @property
+    def conv_dim(self) -> int:
+        return self.conv_layers[-1][0]
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples one output frame sees: the shortest waveform the encoder accepts."""
+        field_ = 1
+        for _, kernel, stride in reversed(self.conv_layers):
+            field_ = (field_ - 1) * stride + kernel
+        return field_
+
+    @property
+    def hop(self) -> int:
+        hop = 1
+        for _, _, stride in self.conv_layers:
+            hop *= stride
+        return hop
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the conv encoder makes from `num_samples` samples (0 if too short)."""
+        n = int(num_samples)
+        for _, kernel, stride in self.conv_layers:
+            if n < kernel:
+                return 0
+            n = (n - kernel) // stride + 1
+        return n
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["conv_layers"] = [list(layer) for layer in self.conv_layers]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EncoderConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder config keys: {unknown}")
+        return cls(**d)
+
+    # ---------------------------------------------------------------- presets
+    @classmethod
+    def base(cls, **overrides: Any) -> "EncoderConfig":
+        """W2V2 base size (95M) with an upsampler, so it runs every setting up to total factor 8."""
+        return cls(**{"max_upsample": 8, **overrides})
+
+    @classmethod
+    def large(cls, **overrides: Any) -> "EncoderConfig":
+        """W2V2 large (LV-60 style: layer-norm conv encoder, pre-LN transformer)."""
+        values: dict[str, Any] = dict(
+            conv_norm="layer", conv_bias=True, dim=1024, num_layers=24, num_heads=16, ffn_dim=4096,
+            layer_norm_first=True, max_upsample=8,
+        )
+        return cls(**{**values, **overrides})
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "EncoderConfig":
+        """A CPU-sized model: SEW's compact conv encoder at quarter width, d=256, 4 layers."""
+        conv = tuple((max(16, c // 4), k, s) for c, k, s in SEW_CONV)
+        values: dict[str, Any] = dict(
+            conv_layers=conv, conv_norm="layer", conv_bias=True, dim=256, num_layers=4, num_heads=4,
+            ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=8, max_upsample=8,
+        )
+        return cls(**{**values, **overrides})
+
+
+__all__ = ["EncoderConfig", "W2V2_CONV", "SEW_CONV", "ConvLayer"]

@@ -1,0 +1,112 @@
+"""The encoder: waveform -> conv features -> projection -> context network, at any compression."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .compression import Compression, CompressionLike
+from .config import EncoderConfig
+from .feature_encoder import ConvFeatureEncoder
+from .inputs import as_waveform_batch
+from .transformer import ContextNetwork
+
+
+class EncoderOutput(NamedTuple):
+    hidden_states: Tensor  # [B, frames, dim], zero past each item's valid frames
+    lengths: Tensor  # [B] valid frames per item (the conv encoder's frame count)
+
+
+class Features(NamedTuple):
+    """What the encoder holds before the transformer; pre-training quantizes `normalized`."""
+
+    normalized: Tensor  # [B, T, conv channels], layer-normed conv output
+    projected: Tensor  # [B, T, dim], transformer input
+    lengths: Tensor | None  # [B] valid frames, None when no item is padded
+
+
+class Encoder(nn.Module):
+    """wav2vec 2.0 / SEW encoder whose compute is chosen per call by a `Compression`."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.feature_encoder = ConvFeatureEncoder(config)
+        self.feature_norm = nn.LayerNorm(config.conv_dim, eps=config.layer_norm_eps)
+        self.feature_projection = nn.Linear(config.conv_dim, config.dim) if config.feature_projection \
+            else nn.Identity()
+        self.feature_dropout = nn.Dropout(config.feature_dropout)
+        # replaces masked frames in pre-training and fine-tuning (W2V2's mask embedding)
+        self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
+        self.context = ContextNetwork(config)
+        self.apply(_init_linear)
+
+    # ---------------------------------------------------------------- stages
+    def extract_features(self, waveforms: Tensor, lengths: Tensor | None = None) -> Features:
+        """Conv encoder and projection on checked input ([B, samples], lengths None = unpadded)."""
+        features, frame_lengths = self.feature_encoder(waveforms, lengths)
+        normalized = self.feature_norm(features)
+        projected = self.feature_dropout(self.feature_projection(normalized))
+        return Features(normalized, projected, frame_lengths)
+
+    def apply_mask(self, projected: Tensor, time_mask: Tensor) -> Tensor:
+        """Replace frames where `time_mask` [B, T] is True by the learned mask embedding."""
+        return torch.where(time_mask[..., None], self.mask_embedding.to(projected.dtype), projected)
+
+    def resolve(self, compression: CompressionLike) -> Compression:
+        """Parse `compression` (None: the config's default) and check this model can run it."""
+        setting = Compression.parse(self.config.default_compression if compression is None else compression)
+        setting.check(self.config.num_layers, self.config.max_upsample)
+        return setting
+
+    # --------------------------------------------------------------- forward
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None,
+                compression: CompressionLike = None, time_mask: Tensor | None = None) -> EncoderOutput:
+        """Encode [B, samples] (or [samples]) audio at 16 kHz.
+
+        lengths: valid samples per item of a zero-padded batch (None: all full length).
+        compression: a `Compression` or its string ("s=2,q7=2"); None is the model default.
+        time_mask: optional bool [B, frames], frames replaced by the mask embedding.
+        """
+        setting = self.resolve(compression)
+        param = self.mask_embedding
+        waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field,
+                                               param.dtype, param.device)
+        features = self.extract_features(waveforms, lengths)
+        frames = features.projected.shape[1]
+        frame_lengths = features.lengths
+        shortest = frames if frame_lengths is None else int(frame_lengths.min())
+        setting.check(self.config.num_layers, self.config.max_upsample, num_frames=shortest)
+        x = features.projected if time_mask is None else self.apply_mask(features.projected, time_mask)
+        hidden = self.context(x, frame_lengths, setting)
+        if frame_lengths is None:
+            frame_lengths = torch.full((hidden.shape[0],), frames, dtype=torch.long, device=hidden.device)
+        return EncoderOutput(hidden, frame_lengths)
+
+    def encode(self, waveforms: Tensor, lengths: Tensor | None = None,
+               compression: CompressionLike = None) -> EncoderOutput:
+        """Same as calling the model; the name reads better at call sites."""
+        return self(waveforms, lengths, compression)
+
+    def num_frames(self, num_samples: int) -> int:
+        return self.config.num_frames(num_samples)
+
+    # ---------------------------------------------------------------- saving
+    def save(self, path: str) -> None:
+        """Write config.json + model.safetensors to directory `path` (atomically per file)."""
+        from .checkpoint import save_encoder
+
+        save_encoder(self, path)
+
+
+def _init_linear(module: nn.Module) -> None:
+    """fairseq / HF initialisation: N(0, 0.02) linears, Kaiming convs, unit norms."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv1d):
+        nn.init.kaiming_normal_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,93 @@
+"""The convolutional feature encoder: raw 16 kHz samples to 20 ms frames."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .activations import activation
+from .config import EncoderConfig
+from .pooling import padding_mask
+
+
+def conv_output_lengths(lengths: Tensor, layers: tuple[tuple[int, int, int], ...]) -> Tensor:
+    """Frames each layer stack makes from `lengths` samples (torch.nn.Conv1d's formula, no padding)."""
+    for _, kernel, stride in layers:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths
+
+
+class ValidFrameGroupNorm(nn.Module):
+    """W2V2's GroupNorm(C, C) over time, with statistics taken over each item's valid frames.
+
+    Without padding this is exactly nn.GroupNorm. With padding, nn.GroupNorm would let the
+    padding shift an item's statistics; here an item normalises the same in a batch as alone.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:  # x: [B, C, T]
+        if lengths is None:
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        valid = padding_mask(lengths, x.shape[-1]).to(x.dtype)[:, None, :]
+        count = lengths.to(x.dtype)[:, None, None]
+        mean = (x * valid).sum(-1, keepdim=True) / count
+        centred = (x - mean) * valid
+        var = centred.square().sum(-1, keepdim=True) / count
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a [B, C, T] tensor (W2V2's "layer_norm" conv variant)."""
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:  # noqa: ARG002
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int,
+                 bias: bool, norm: nn.Module | None, act: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=bias)
+        self.norm = norm
+        self.activation = activation(act)
+
+    def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, lengths)
+        return self.activation(x)
+
+
+class ConvFeatureEncoder(nn.Module):
+    """Stack of strided 1-D convolutions (W2V2 section 2, SEW's compact variant via config)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.layer_specs = config.conv_layers
+        blocks = []
+        in_channels = 1
+        for i, (channels, kernel, stride) in enumerate(config.conv_layers):
+            norm: nn.Module | None = None
+            if config.conv_norm == "layer":
+                norm = ChannelLayerNorm(channels)
+            elif i == 0:
+                norm = ValidFrameGroupNorm(channels)
+            blocks.append(ConvBlock(in_channels, channels, kernel, stride, config.conv_bias, norm,
+                                    config.conv_activation))
+            in_channels = channels
+        self.layers = nn.ModuleList(blocks)
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """[B, samples] -> features [B, frames, channels] and frame lengths (None: no padding)."""
+        x = waveforms[:, None, :]
+        for block, spec in zip(self.layers, self.layer_specs):
+            if lengths is not None:
+                lengths = conv_output_lengths(lengths, (spec,))
+            x = block(x, lengths)
+        return x.transpose(1, 2), lengths

@@ -1,0 +1,70 @@
+"""Multiply-accumulates of one forward pass, computed from the config (no model run needed)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from .compression import Compression, CompressionLike
+from .config import EncoderConfig
+
+
+@dataclass(frozen=True)
+class MacCount:
+    """MACs by part. `attention` (scores and weighted sums) is included in `transformer`."""
+
+    conv_encoder: int
+    transformer: int
+    rest: int  # feature projection and upsampling
+    attention: int
+
+    @property
+    def total(self) -> int:
+        return self.conv_encoder + self.transformer + self.rest
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+def count_macs(model_or_config: nn.Module | EncoderConfig, compression: CompressionLike = None,
+               seconds: float = 10.0, sample_rate: int = 16_000) -> MacCount:
+    """MACs of encoding `seconds` of audio (batch 1) at `compression` (None: config default).
+
+    Counts every matrix product and convolution the encoder runs, as torch computes them
+    (norms, activations and pooling are not MACs and are left out).
+    """
+    config: EncoderConfig = model_or_config if isinstance(model_or_config, EncoderConfig) \
+        else model_or_config.config  # type: ignore[assignment]
+    setting = Compression.parse(config.default_compression if compression is None else compression)
+    setting.check(config.num_layers, config.max_upsample)
+
+    samples = int(round(seconds * sample_rate))
+    conv = 0
+    length, in_channels = samples, 1
+    for channels, kernel, stride in config.conv_layers:
+        length = (length - kernel) // stride + 1
+        if length < 1:
+            raise ValueError(f"{seconds} s of audio is shorter than the conv encoder's receptive field")
+        conv += length * channels * in_channels * kernel
+        in_channels = channels
+    frames = length
+    setting.check(config.num_layers, config.max_upsample, num_frames=frames)
+
+    dim, kernel = config.dim, config.pos_conv_kernel
+    rest = frames * config.conv_dim * dim if config.feature_projection else 0
+    pos_positions = (frames + 2 * (kernel // 2) - kernel) // setting.squeeze + 1
+    transformer = pos_positions * dim * (dim // config.pos_conv_groups) * kernel
+    attention = 0
+    time = frames // setting.squeeze
+    for layer in range(1, config.num_layers + 1):
+        queries = time // setting.query_factor(layer)
+        kv = setting.kv_factor(layer)
+        keys = -(-time // kv) if kv > 1 else time
+        layer_attention = 2 * queries * keys * dim  # scores and weighted sum
+        projections = 2 * queries * dim * dim + 2 * keys * dim * dim  # q, out; k, v
+        transformer += projections + layer_attention + 2 * queries * dim * config.ffn_dim
+        attention += layer_attention
+        time = queries
+    if config.max_upsample > 0:
+        rest += time * dim * dim * setting.total_factor
+    return MacCount(conv, transformer, rest, attention)

@@ -1,0 +1,191 @@
+"""The context network: positional conv, transformer layers with pooling, upsampling.
+
+Shapes are [batch, time, dim] throughout. `lengths` holds each item's valid frame count,
+or is None when no item is padded (the fast path: attention runs without a mask).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .activations import activation
+from .compression import Compression
+from .config import EncoderConfig
+from .pooling import padding_mask, pool_ceil, pool_floor
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention whose queries and keys/values may come from different lengths."""
+
+    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, time, dim = x.shape
+        return x.view(batch, time, self.num_heads, dim // self.num_heads).transpose(1, 2)
+
+    def forward(self, queries: Tensor, keys_values: Tensor, key_lengths: Tensor | None) -> Tensor:
+        q = self._heads(self.q_proj(queries))
+        k = self._heads(self.k_proj(keys_values))
+        v = self._heads(self.v_proj(keys_values))
+        mask = padding_mask(key_lengths, k.shape[2])
+        if mask is not None:
+            mask = mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        batch, _, time, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(batch, time, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, ffn_dim: int, act: str, activation_dropout: float, dropout: float) -> None:
+        super().__init__()
+        self.intermediate = nn.Linear(dim, ffn_dim)
+        self.output = nn.Linear(ffn_dim, dim)
+        self.activation = activation(act)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.activation_dropout(self.activation(self.intermediate(x)))
+        return self.dropout(self.output(x))
+
+
+class TransformerLayer(nn.Module):
+    """One W2V2 layer (post-LN or pre-LN) with optional query pooling and key-value pooling."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.layer_norm_first = config.layer_norm_first
+        self.attention = SelfAttention(config.dim, config.num_heads, config.attention_dropout)
+        self.attention_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.ffn = FeedForward(config.dim, config.ffn_dim, config.activation, config.activation_dropout,
+                               config.dropout)
+        self.ffn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+
+    def forward(self, x: Tensor, lengths: Tensor | None, query_factor: int = 1,
+                kv_factor: int = 1) -> tuple[Tensor, Tensor | None]:
+        residual, out_lengths = pool_floor(x, lengths, query_factor)
+        if self.layer_norm_first:
+            keys_values = self.attention_norm(x)
+            queries = self.attention_norm(residual) if query_factor > 1 else keys_values
+        else:
+            keys_values, queries = x, residual
+        keys_values, kv_lengths = pool_ceil(keys_values, lengths, kv_factor)
+        x = residual + self.dropout(self.attention(queries, keys_values, kv_lengths))
+        if self.layer_norm_first:
+            x = x + self.ffn(self.ffn_norm(x))
+        else:
+            x = self.attention_norm(x)
+            x = self.ffn_norm(x + self.ffn(x))
+        return x, out_lengths
+
+
+class PositionalConv(nn.Module):
+    """Weight-normed grouped conv positional embedding; run at stride s when squeezing (SEW)."""
+
+    def __init__(self, dim: int, kernel: int, groups: int, act: str) -> None:
+        super().__init__()
+        self.kernel, self.groups = kernel, groups
+        # weight = g * v / ||v||, the norm taken over all dims but the kernel position (dim=2)
+        self.weight_v = nn.Parameter(torch.empty(dim, dim // groups, kernel))
+        self.weight_g = nn.Parameter(torch.empty(1, 1, kernel))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.activation = activation(act)
+        nn.init.normal_(self.weight_v, mean=0.0, std=math.sqrt(4.0 / (kernel * dim)))
+        with torch.no_grad():
+            self.weight_g.copy_(self.weight_v.norm(dim=(0, 1), keepdim=True))
+
+    def weight(self) -> Tensor:
+        # torch's fused kernel for g * v / ||v|| (the op behind nn.utils.weight_norm)
+        return torch._weight_norm(self.weight_v, self.weight_g, 2)
+
+    def forward(self, x: Tensor, stride: int = 1) -> Tensor:
+        y = F.conv1d(x.transpose(1, 2), self.weight(), self.bias, stride=stride,
+                     padding=self.kernel // 2, groups=self.groups)
+        if self.kernel % 2 == 0:
+            y = y[..., :-1]
+        return self.activation(y).transpose(1, 2)
+
+
+class Upsampler(nn.Module):
+    """SEW's upsampling, one Linear shared by every total factor f <= max_factor.
+
+    For factor f the first f*dim output rows make f frames from each position, so at a fixed
+    squeeze s with max_factor == s this is exactly SEW's layer.
+    """
+
+    def __init__(self, dim: int, max_factor: int, act: str) -> None:
+        super().__init__()
+        self.dim, self.max_factor = dim, max_factor
+        self.weight = nn.Parameter(torch.empty(dim * max_factor, dim))
+        self.bias = nn.Parameter(torch.zeros(dim * max_factor))
+        self.activation = activation(act)
+        nn.init.normal_(self.weight, std=0.02)
+
+    def forward(self, x: Tensor, factor: int) -> Tensor:
+        rows = factor * self.dim
+        y = self.activation(F.linear(x, self.weight[:rows], self.bias[:rows]))
+        batch, time, _ = y.shape
+        return y.reshape(batch, time * factor, self.dim)
+
+
+class ContextNetwork(nn.Module):
+    """Squeeze -> transformer layers (with query/kv pooling) -> upsample to the frame rate."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.pos_conv = PositionalConv(config.dim, config.pos_conv_kernel, config.pos_conv_groups,
+                                       config.conv_activation)
+        self.layer_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.upsample = Upsampler(config.dim, config.max_upsample, config.conv_activation) \
+            if config.max_upsample > 0 else None
+
+    def forward(self, x: Tensor, lengths: Tensor | None, compression: Compression) -> Tensor:
+        """x: [B, T, D] projected features -> [B, T, D]; frames past an item's end come out zero."""
+        num_frames = x.shape[1]
+        if lengths is not None:
+            x = x.masked_fill(~padding_mask(lengths, num_frames)[..., None], 0.0)
+        squeeze = compression.squeeze
+        positions = self.pos_conv(x, stride=squeeze)
+        x, lengths = pool_floor(x, lengths, squeeze)
+        time = min(x.shape[1], positions.shape[1])
+        x = x[:, :time] + positions[:, :time]
+        if not self.config.layer_norm_first:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+
+        layerdrop = self.config.layerdrop if self.training else 0.0
+        for index, layer in enumerate(self.layers, start=1):
+            query_factor = compression.query_factor(index)
+            if layerdrop > 0.0 and torch.rand(()) < layerdrop:
+                x, lengths = pool_floor(x, lengths, query_factor)  # keep the sequence length right
+                continue
+            x, lengths = layer(x, lengths, query_factor, compression.kv_factor(index))
+        if self.config.layer_norm_first:
+            x = self.layer_norm(x)
+
+        factor = compression.total_factor
+        if self.upsample is not None:
+            x = self.upsample(x, factor)
+        elif factor != 1:
+            raise ValueError(f"compression {compression} needs an upsampler; this model has none")
+        if lengths is not None:  # zero what lies past each item's last whole window
+            x = x.masked_fill(~padding_mask(lengths * factor, x.shape[1])[..., None], 0.0)
+        if x.shape[1] < num_frames:
+            x = F.pad(x, (0, 0, 0, num_frames - x.shape[1]))
+        return x[:, :num_frames]

@@ -1,0 +1,25 @@
+"""Shared test helpers: small models and padded batches."""
+import torch
+
+from stochw2v import EncoderConfig
+
+
+def small_config(**overrides) -> EncoderConfig:
+    """A few-thousand-parameter encoder with W2V2's structure (hop 320, receptive field 400)."""
+    values = dict(
+        conv_layers=((32, 10, 5), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 3, 2), (32, 2, 2), (32, 2, 2)),
+        conv_norm="layer", conv_bias=True, dim=32, num_layers=3, num_heads=4, ffn_dim=64,
+        pos_conv_kernel=16, pos_conv_groups=4, max_upsample=8, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, feature_dropout=0.0, layerdrop=0.0,
+    )
+    values.update(overrides)
+    return EncoderConfig(**values)
+
+
+def padded_batch(lengths, seed=0):
+    """Random audio [B, max(lengths)], zero past each item's length."""
+    g = torch.Generator().manual_seed(seed)
+    audio = torch.randn(len(lengths), max(lengths), generator=g)
+    for i, n in enumerate(lengths):
+        audio[i, n:] = 0.0
+    return audio

@@ -1,0 +1,160 @@
+import itertools
+
+import pytest
+import torch
+
+import stochw2v
+from stochw2v import Encoder, EncoderConfig
+
+from helpers import padded_batch, small_config
+
+LENGTHS = [8000, 5600, 3300]  # 24, 17 and 10 frames: every setting below keeps >= 1 frame
+
+
+SETTINGS = [
+    f"s={s}" + (f",q{q}" if q else "") + (f",kv={kv}" if kv > 1 else "")
+    for s, q, kv in itertools.product((1, 2, 3, 4), (None, "2=2"), (1, 2, 3))
+]
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_every_setting_runs_forward_backward_and_keeps_frame_count(setting):
+    model = Encoder(small_config())
+    audio = padded_batch(LENGTHS)
+    out = model(audio, torch.tensor(LENGTHS), compression=setting)
+    frames = [model.num_frames(n) for n in LENGTHS]
+    assert out.hidden_states.shape == (3, max(frames), 32)
+    assert out.lengths.tolist() == frames
+    out.hidden_states.square().sum().backward()
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    assert grads["feature_encoder.layers.0.conv.weight"].abs().sum() > 0
+    assert grads["context.layers.2.ffn.output.weight"].abs().sum() > 0
+    assert grads["context.upsample.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("conv_norm", ["layer", "group"])
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_item_in_padded_batch_equals_item_alone(setting, conv_norm):
+    model = Encoder(small_config(conv_norm=conv_norm)).eval()
+    audio = padded_batch(LENGTHS)
+    with torch.no_grad():
+        batch = model.encode(audio, torch.tensor(LENGTHS), compression=setting)
+        for i, n in enumerate(LENGTHS):
+            alone = model.encode(audio[i, :n], compression=setting)
+            frames = alone.lengths.item()
+            assert batch.lengths[i].item() == frames
+            assert torch.allclose(batch.hidden_states[i, :frames], alone.hidden_states[0], atol=1e-4)
+            assert batch.hidden_states[i, frames:].abs().max().item() == 0.0 if frames < batch.hidden_states.shape[1] else True
+
+
+def test_pre_ln_runs_every_pooling_kind():
+    model = Encoder(small_config(layer_norm_first=True)).eval()
+    audio = padded_batch(LENGTHS)
+    with torch.no_grad():
+        batch = model.encode(audio, LENGTHS, compression="s=2,q2=2,kv=3")
+        alone = model.encode(audio[2, :LENGTHS[2]], compression="s=2,q2=2,kv=3")
+    assert torch.allclose(batch.hidden_states[2, :10], alone.hidden_states[0], atol=1e-4)
+
+
+def test_settings_change_the_output_but_share_weights():
+    model = Encoder(small_config()).eval()
+    audio = padded_batch([6400])
+    with torch.no_grad():
+        outs = {s: model.encode(audio, compression=s).hidden_states for s in ("s=1", "s=2", "s=2,kv=2", "s=2,q2=2")}
+    keys = list(outs)
+    for a, b in itertools.combinations(keys, 2):
+        assert not torch.allclose(outs[a], outs[b]), (a, b)
+
+
+def test_squeeze_leaves_tail_frames_zero_like_sew():
+    model = Encoder(small_config()).eval()
+    audio = padded_batch([8000])  # 24 frames
+    with torch.no_grad():
+        out = model.encode(audio, compression="s=5").hidden_states  # 4 windows of 5 = 20 frames
+    assert out.shape[1] == 24
+    assert out[0, 20:].abs().max() == 0 and out[0, :20].abs().min(dim=-1).values.max() > 0
+
+
+def test_layerdrop_keeps_shapes_when_a_pooling_layer_is_dropped():
+    model = Encoder(small_config(layerdrop=0.9)).train()
+    audio = padded_batch(LENGTHS)
+    for _ in range(5):
+        out = model(audio, LENGTHS, compression="s=2,q2=2")
+        assert out.hidden_states.shape[1] == model.num_frames(8000)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.zeros(0), "empty"),
+    (torch.zeros(2, 0), "empty"),
+    (torch.zeros(399), "receptive field of 400"),
+    (torch.zeros(1, 2, 1000), "1-D"),
+    (torch.tensor([float("nan")] * 1000), "NaN or inf"),
+    (torch.tensor([0.0] * 999 + [float("inf")]), "NaN or inf"),
+    (torch.zeros(1000, dtype=torch.int16), "floating point"),
+])
+def test_bad_waveforms_raise_clear_errors(bad, words):
+    model = Encoder(small_config())
+    with pytest.raises(ValueError, match=words):
+        model.encode(bad)
+
+
+def test_bad_lengths_and_settings_raise_clear_errors():
+    model = Encoder(small_config())
+    audio = padded_batch([4000, 4000])
+    with pytest.raises(ValueError, match="1 values for a batch of 2"):
+        model.encode(audio, lengths=[4000])
+    with pytest.raises(ValueError, match="lie in"):
+        model.encode(audio, lengths=[4000, 5000])
+    with pytest.raises(ValueError, match="receptive field"):
+        model.encode(audio, lengths=[4000, 300])
+    with pytest.raises(ValueError, match="but the model has 3 layers"):
+        model.encode(audio, compression="q4=2")
+    with pytest.raises(ValueError, match="at least 8 frames"):
+        model.encode(audio[:, :2000], compression="s=4,q2=2")  # 6 frames
+    nan_in_padding = audio.clone()
+    nan_in_padding[1, 3000:] = float("nan")
+    model.encode(nan_in_padding, lengths=[4000, 3000])  # padding is never read
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = Encoder(small_config(conv_norm="group")).eval()
+    model.save(tmp_path / "m")
+    loaded = stochw2v.load(tmp_path / "m")
+    assert loaded.config == model.config
+    audio = padded_batch([5000])
+    with torch.no_grad():
+        for setting in ("s=1", "s=3,kv=2"):
+            assert torch.equal(model.encode(audio, compression=setting).hidden_states,
+                               loaded.encode(audio, compression=setting).hidden_states)
+
+
+def test_load_reports_bad_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        stochw2v.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        stochw2v.load(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        stochw2v.load(bad)
+    (bad / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="neither a stochw2v model"):
+        stochw2v.load(bad)
+    Encoder(small_config()).save(tmp_path / "m")
+    Encoder(small_config(dim=64, pos_conv_groups=4)).save(tmp_path / "other")
+    (tmp_path / "other" / "config.json").replace(tmp_path / "m" / "config.json")
+    with pytest.raises(ValueError, match="shape mismatch"):
+        stochw2v.load(tmp_path / "m")
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValueError, match="not divisible by num_heads"):
+        EncoderConfig(dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="conv_norm"):
+        EncoderConfig(conv_norm="batch")
+    with pytest.raises(ValueError, match="unknown encoder config keys"):
+        EncoderConfig.from_dict({"dims": 3})
+    assert EncoderConfig().receptive_field == 400 and EncoderConfig().hop == 320
+    assert EncoderConfig.tiny().receptive_field == 400
