@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Sequence
 
 
@@ -31,6 +32,44 @@ def _export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    import os
+
+    from .data.synth import SynthError, make_corpus
+
+    workers = args.workers or os.cpu_count() or 1
+    try:
+        summary = make_corpus(args.out, args.hours, args.seed, workers,
+                              [Path(p) for p in args.text] if args.text else None)
+    except SynthError as error:
+        raise ValueError(str(error)) from None
+    print(f"{args.out}: {summary['audio_seconds'] / 3600:.2f} h of speech in {summary['wall_seconds']} s "
+          f"({summary['audio_seconds_per_second']} audio s/s, {workers} processes)")
+    for split, info in summary["splits"].items():
+        print(f"  {split:5s}: {info['utterances']:5d} utterances, {info['seconds'] / 60:6.1f} min, "
+              f"{info['sentences']} sentences, {len(summary['voices'][split])} voices")
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from .data.librispeech import folder_manifest, librispeech_manifest
+
+    out = Path(args.out)
+    if args.layout == "librispeech":
+        if not args.splits:
+            raise ValueError("name at least one split, e.g. train-clean-100")
+        for split in args.splits:
+            manifest = librispeech_manifest(args.root, split)
+            tsv = manifest.write(out / f"{split}.tsv")
+            print(f"{tsv}: {len(manifest)} utterances, {manifest.total_seconds / 3600:.2f} h, with .wrd/.ltr")
+    else:
+        manifest = folder_manifest(args.root)
+        name = args.name or "train"
+        tsv = manifest.write(out / f"{name}.tsv")
+        print(f"{tsv}: {len(manifest)} unlabelled files, {manifest.total_seconds / 3600:.2f} h")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stochw2v", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(run=_profile)
+
+    p = commands.add_parser("synth", help="generate a synthetic English speech corpus with espeak-ng")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--hours", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--text", nargs="*", help="English text files to take sentences from (default: fortunes)")
+    p.set_defaults(run=_synth)
+
+    p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")
+    p.add_argument("layout", choices=["librispeech", "folder"])
+    p.add_argument("root", help="LibriSpeech root (holding the split folders) or a folder of audio")
+    p.add_argument("splits", nargs="*", help="LibriSpeech splits, e.g. train-clean-100 dev-clean")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", help="manifest name for 'folder' (default: train)")
+    p.set_defaults(run=_manifest)
 
     p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder")
     p.add_argument("model")

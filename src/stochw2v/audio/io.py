@@ -1,0 +1,65 @@
+"""Audio in: any file soundfile reads (wav, flac, ogg, ...) as 16 kHz mono float32.
+
+Every failure is an `AudioError` (a ValueError) that names the file and the problem.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+class AudioError(ValueError):
+    """A file that cannot serve as audio input; the message names the file."""
+
+
+def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling with soxr (VHQ polyphase); a no-op at the target rate."""
+    if rate == target:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, rate, target, quality="VHQ").astype(np.float32, copy=False)
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int]:
+    """(frames, sample rate) from the header, without decoding."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        info = sf.info(str(path))
+    except Exception as error:  # noqa: BLE001 - soundfile raises several types
+        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    return info.frames, info.samplerate
+
+
+def load_audio(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode `path` to mono float32 at `target_rate`. Silence is fine; NaN/inf and empty are not."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such audio file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # noqa: BLE001
+        raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    if audio.shape[0] == 0:
+        raise AudioError(f"{path}: holds no samples")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: holds NaN or inf samples")
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    return np.ascontiguousarray(resample(mono, rate, target_rate), dtype=np.float32)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    return text.replace("Error opening", "cannot open")

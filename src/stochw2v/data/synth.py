@@ -1,0 +1,201 @@
+"""A synthetic English speech corpus made with espeak-ng, for machines with no data and no internet.
+
+Sentences come from real English text (by default the quotations of Debian's `fortunes`
+package, which `make setup` installs with espeak-ng). Each utterance draws a voice (accent x
+variant), speaking rate and pitch. The test split holds sentences and voices that never occur
+in train or valid. Output: DIR/audio/{split}/*.flac at 16 kHz and DIR/{train,valid,test}.{tsv,wrd,ltr}.
+Deterministic for a seed; utterances are synthesised in parallel processes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, resample
+from .manifest import Manifest
+from .text import normalize_text
+
+FORTUNE_DIR = Path("/usr/share/games/fortunes")
+FORTUNE_FILES = (
+    "literature", "wisdom", "people", "humorists", "fortunes", "platitudes", "science", "education",
+    "love", "food", "kids", "pets", "sports", "work", "law", "medicine", "miscellaneous", "riddles",
+    "paradoxum", "tao", "goedel", "cookie",
+)
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
+            "klatt2", "klatt3", "klatt4", "croak", "grandma", "grandpa", "john", "linda", "quincy")
+SPLITS = ("train", "valid", "test")
+_SPOKEN = re.compile(r"^[A-Za-z' ,.!?;:]+$")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    split: str
+    index: int
+    text: str  # what espeak reads (letters and light punctuation)
+    words: str  # the normalised transcript
+    voice: str  # accent+variant
+    speed: int  # words per minute
+    pitch: int  # 0-99
+
+    @property
+    def relative_path(self) -> str:
+        return f"audio/{self.split}/{self.split}-{self.index:06d}.flac"
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def espeak_binary() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise SynthError("espeak-ng is not installed: run `make setup` (it installs espeak-ng and fortunes) "
+                         "or `apt-get install espeak-ng fortunes`")
+    return path
+
+
+def load_sentences(text_files: list[Path] | None = None, min_words: int = 4, max_words: int = 18) -> list[str]:
+    """Speakable sentences from English text: fortunes quotations unless files are given."""
+    if text_files is None:
+        text_files = [FORTUNE_DIR / name for name in FORTUNE_FILES if (FORTUNE_DIR / name).exists()]
+        if not text_files:
+            raise SynthError(f"no text source: {FORTUNE_DIR} is missing; run `make setup` "
+                             "(installs Debian's fortunes) or pass --text FILE")
+    sentences: dict[str, None] = {}
+    for path in text_files:
+        if not Path(path).is_file():
+            raise SynthError(f"{path}: text file not found")
+        raw = Path(path).read_text(encoding="utf-8", errors="replace")
+        for block in raw.split("\n%\n"):
+            lines = [ln for ln in block.splitlines() if not ln.lstrip().startswith("--")]
+            prose = " ".join(" ".join(lines).split())
+            for sentence in re.split(r"(?<=[.!?])\s+", prose):
+                sentence = sentence.strip().replace("--", ",").replace('"', "")
+                if not _SPOKEN.match(sentence):
+                    continue  # digits, symbols, quotes-within-quotes: espeak would read them differently
+                words = sentence.split()
+                if not min_words <= len(words) <= max_words:
+                    continue
+                if any(sum(c.isupper() for c in w) > 1 for w in words):
+                    continue  # acronyms are spelled out by espeak
+                if any(w.rstrip(",.!?;:").lower() in {"mr", "mrs", "dr", "st", "vs", "etc"} for w in words):
+                    continue
+                sentences.setdefault(sentence)
+    return sorted(sentences)
+
+
+def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int = 4,
+                valid_fraction: float = 0.05, test_fraction: float = 0.05) -> list[Utterance]:
+    """Choose every utterance (text, voice, rate, pitch) before any audio is made."""
+    rng = random.Random(seed)
+    pool = sentences[:]
+    rng.shuffle(pool)
+    n_valid = max(1, int(len(pool) * valid_fraction))
+    n_test = max(1, int(len(pool) * test_fraction))
+    by_split = {"test": pool[:n_test], "valid": pool[n_test:n_test + n_valid], "train": pool[n_test + n_valid:]}
+    if not by_split["train"]:
+        raise SynthError(f"only {len(pool)} usable sentences: too few for three splits")
+    voices = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
+    rng.shuffle(voices)
+    held_out, seen = voices[:test_voices], voices[test_voices:]
+
+    mean_chars = sum(len(s) for s in pool) / len(pool)
+    total = max(3, math.ceil(hours * 3600 / (mean_chars / 15.0)))  # espeak speaks about 15 chars/s
+    counts = {"valid": max(2, round(total * valid_fraction)), "test": max(4, round(total * test_fraction))}
+    counts["train"] = max(1, total - counts["valid"] - counts["test"])
+    plan = []
+    for split in SPLITS:
+        texts = by_split[split]
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        for i in range(counts[split]):
+            text = texts[order[i % len(order)]]
+            if split == "test":  # alternate held-out and seen voices; every held-out voice is used
+                voice = held_out[(i // 2) % len(held_out)] if i % 2 == 0 else rng.choice(seen)
+            else:
+                voice = rng.choice(seen)
+            plan.append(Utterance(split, i, text, normalize_text(text), voice, rng.randint(140, 190),
+                                  rng.randint(30, 70)))
+    return plan
+
+
+def synthesize(utterance: Utterance, out_dir: Path, binary: str) -> tuple[Utterance, int]:
+    """Speak one utterance, resample to 16 kHz, write FLAC; returns its sample count."""
+    import soundfile as sf
+
+    command = [binary, "-v", utterance.voice, "-s", str(utterance.speed), "-p", str(utterance.pitch),
+               "--stdout", utterance.text]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0 or not result.stdout:
+        raise SynthError(f"espeak-ng failed for {utterance.relative_path} ({utterance.voice}): "
+                         f"{result.stderr.decode(errors='replace').strip()}")
+    audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    audio = resample(audio if audio.ndim == 1 else audio.mean(axis=1), rate, SAMPLE_RATE)
+    audio = np.clip(audio, -1.0, 1.0)
+    path = out_dir / utterance.relative_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return utterance, len(audio)
+
+
+def _work(args: tuple[Utterance, Path, str]) -> tuple[Utterance, int]:
+    return synthesize(*args)
+
+
+def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int = 2,
+                text_files: list[Path] | None = None, progress: bool = True) -> dict:
+    """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
+    from tqdm import tqdm
+
+    if hours <= 0:
+        raise SynthError(f"--hours must be > 0, got {hours}")
+    out = Path(out_dir)
+    binary = espeak_binary()
+    sentences = load_sentences(text_files)
+    plan = plan_corpus(sentences, hours, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results: list[tuple[Utterance, int]] = []
+    jobs = [(u, out, binary) for u in plan]
+    bar = tqdm(total=len(plan), desc="synth", unit="utt", disable=not progress)
+    if workers > 1:
+        with get_context("spawn").Pool(workers) as pool:
+            for item in pool.imap(_work, jobs, chunksize=4):
+                results.append(item)
+                bar.update()
+    else:
+        for job in jobs:
+            results.append(_work(job))
+            bar.update()
+    bar.close()
+    elapsed = time.perf_counter() - start
+
+    summary: dict = {"seed": seed, "hours_requested": hours, "sentences_available": len(sentences),
+                     "splits": {}, "voices": {}}
+    for split in SPLITS:
+        items = [(u, n) for u, n in results if u.split == split]
+        Manifest(out, [u.relative_path for u, _ in items], [n for _, n in items],
+                 [u.words for u, _ in items]).write(out / f"{split}.tsv")
+        summary["splits"][split] = {"utterances": len(items), "seconds": round(sum(n for _, n in items) / SAMPLE_RATE, 1),
+                                    "sentences": len({u.text for u, _ in items})}
+        summary["voices"][split] = sorted({u.voice for u, _ in items})
+    audio_seconds = sum(n for _, n in results) / SAMPLE_RATE
+    summary["audio_seconds"] = round(audio_seconds, 1)
+    summary["wall_seconds"] = round(elapsed, 1)
+    summary["audio_seconds_per_second"] = round(audio_seconds / elapsed, 1)
+    summary["workers"] = workers
+    (out / "corpus.json").write_text(json.dumps({**summary, "utterances": [asdict(u) for u, _ in results]},
+                                                indent=1))
+    return summary
