@@ -70,6 +70,31 @@ def _manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from .train.pretrain import Pretrainer, TrainingError
+    from .train.recipe import load_recipe
+
+    overrides = list(args.set or [])
+    if args.max_updates is not None:
+        overrides.append(f"optim.max_updates={args.max_updates}")
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    recipe = load_recipe(args.config, overrides)
+    try:
+        trainer = Pretrainer(recipe, Path(args.train), Path(args.valid), Path(args.out), resume=args.resume,
+                             device=args.device)
+        summary = trainer.train()
+    except TrainingError as error:
+        raise ValueError(str(error)) from None
+    if trainer.info.is_main:
+        print(f"{args.out}: {summary['updates']} updates; checkpoints in {Path(args.out) / 'checkpoints'}")
+        results = trainer.validate()
+        print("| setting | valid contrastive loss | valid accuracy |\n|---|---|---|")
+        for name, result in results.items():
+            print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stochw2v", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--name", help="manifest name for 'folder' (default: train)")
     p.set_defaults(run=_manifest)
+
+    p = commands.add_parser("pretrain", help="stochastic wav2vec 2.0 pre-training (torchrun for several ranks)")
+    p.add_argument("--config", help="recipe YAML (configs/pretrain_tiny.yaml, configs/pretrain_base.yaml)")
+    p.add_argument("--train", required=True, help="training manifest (.tsv)")
+    p.add_argument("--valid", required=True, help="validation manifest (.tsv)")
+    p.add_argument("--out", required=True, help="run folder: recipe.yaml, checkpoints/, tensorboard/")
+    p.add_argument("--max-updates", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any recipe field")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(run=_pretrain)
 
     p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder")
     p.add_argument("model")

@@ -89,6 +89,9 @@ def load(path: str | os.PathLike) -> nn.Module:
         raise FileNotFoundError(f"{folder}: no such file or directory")
     if not folder.is_dir():
         raise ValueError(f"{folder}: expected a model directory (config.json + weights), got a file")
+    run_checkpoint = folder / "checkpoints" / "checkpoint_last.pt"
+    if run_checkpoint.exists():
+        return _load_run_encoder(run_checkpoint)
     config_path = folder / CONFIG_FILE
     if not config_path.exists():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; not a stochw2v or HF transformers model folder")
@@ -118,6 +121,23 @@ def load(path: str | os.PathLike) -> nn.Module:
         f"{config_path}: neither a stochw2v model nor a HF model of type {HF_MODEL_TYPES} "
         f"(model_type={meta.get('model_type')!r})"
     )
+
+
+def _load_run_encoder(path: Path) -> nn.Module:
+    """The encoder of a training run's latest checkpoint."""
+    import torch
+
+    from .encoder import Encoder
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        config = EncoderConfig.from_dict(state["encoder_config"])
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"{path}: not a readable training checkpoint ({error})") from None
+    weights = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    model = Encoder(config)
+    load_state_checked(model, weights, str(path))
+    return model.eval()
 
 
 def count_parameters(model: nn.Module) -> int:

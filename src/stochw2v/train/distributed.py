@@ -1,0 +1,52 @@
+"""torchrun integration: one process per device, NCCL on GPU and gloo on CPU."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None = None) -> DistInfo:
+    """Read torchrun's environment; start the process group when there is more than one rank."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    target = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(target)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local, target)
+
+
+def parameter_checksums(module: torch.nn.Module) -> torch.Tensor:
+    """One float64 sum per parameter: equal on every rank when DDP kept them in sync."""
+    return torch.stack([p.detach().double().sum() for p in module.parameters()]).cpu()
+
+
+def ranks_agree(module: torch.nn.Module, info: DistInfo) -> bool:
+    if not info.enabled:
+        return True
+    local = parameter_checksums(module)
+    gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
+    dist.all_gather(gathered, local)
+    return all(torch.equal(gathered[0], other) for other in gathered[1:])

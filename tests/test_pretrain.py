@@ -1,0 +1,136 @@
+"""Pre-training: the loss falls, resume is exact, ranks stay identical, bad input fails early."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+import stochw2v
+from stochw2v.data import Manifest
+from stochw2v.train.pretrain import Pretrainer, TrainingError
+from stochw2v.train.recipe import load_recipe
+
+TINY = [
+    "model.overrides={conv_layers: [[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], "
+    "[32, 2, 2]], dim: 32, num_layers: 2, num_heads: 2, ffn_dim: 64, pos_conv_kernel: 8, pos_conv_groups: 4, "
+    "layerdrop: 0.0, dropout: 0.0, attention_dropout: 0.0, feature_dropout: 0.0}",
+    "task={mask_prob: 0.5, mask_length: 3, num_negatives: 10, codebook_size: 16, codevector_dim: 32, "
+    "final_dim: 32, gumbel_temperature: [2.0, 0.5, 0.99], feature_penalty_weight: 1.0}",
+    "optim={lr: 0.003, warmup_updates: 5, max_updates: 40, clip_norm: 5.0}",
+    "data={max_samples: 80000, crop: 0, num_workers: 0}",
+    "run={log_every: 5, validate_every: 1000, save_every: 1000, keep_last: 2, seed: 3}",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Eight 1-second 'utterances' of repeated pitched pulses: structure a model can learn."""
+    folder = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    paths, sizes = [], []
+    for i in range(8):
+        t = np.arange(16000) / 16000
+        freq = 120 + 40 * (i % 4)
+        wave = 0.3 * np.sign(np.sin(2 * np.pi * freq * t)) * (np.sin(2 * np.pi * 3 * t) > 0)
+        wave = (wave + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+        sf.write(folder / f"u{i}.wav", wave, 16000, subtype="FLOAT")
+        paths.append(f"u{i}.wav")
+        sizes.append(16000)
+    Manifest(folder, paths, sizes).write(folder / "train.tsv")
+    Manifest(folder, paths[:4], sizes[:4]).write(folder / "valid.tsv")
+    return folder
+
+
+def _trainer(corpus, out, extra=(), resume=False):
+    recipe = load_recipe(None, TINY + list(extra))
+    return Pretrainer(recipe, corpus / "train.tsv", corpus / "valid.tsv", out, resume=resume, progress=False)
+
+
+@pytest.mark.parametrize("policy", ["policy.squeeze=[2]", "policy.squeeze=[1, 2, 3, 4]"])
+def test_loss_decreases_for_fixed_and_sampled_settings(corpus, tmp_path, policy):
+    trainer = _trainer(corpus, tmp_path / "run", [policy])
+    before = trainer.validate()
+    trainer.train(40)
+    after = trainer.validate()
+    drops = {name: before[name]["loss"] - after[name]["loss"] for name in before}
+    assert all(drop > 0.05 for drop in drops.values()), drops
+    assert sum(drops.values()) / len(drops) > 0.15, drops
+
+
+def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
+    straight = _trainer(corpus, tmp_path / "a")
+    straight.train(12)
+    first = _trainer(corpus, tmp_path / "b", ["run.save_every=5"])
+    first.train(7)  # stopped after update 7, in the middle of an epoch
+    del first
+    resumed = _trainer(corpus, tmp_path / "b", ["run.save_every=5"], resume=True)
+    assert resumed.position.update == 7 and resumed.position.batch > 0
+    resumed.train(12)
+    for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    encoder = stochw2v.load(tmp_path / "b")  # a run folder loads as its latest encoder
+    assert isinstance(encoder, stochw2v.Encoder)
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    data = {}
+    from stochw2v.train.recipe import apply_override
+
+    for item in TINY:
+        apply_override(data, item)
+    recipe.write_text(yaml.safe_dump(data))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "stochw2v", "pretrain", "--config",
+         str(recipe), "--train", str(corpus / "train.tsv"), "--valid", str(corpus / "valid.tsv"),
+         "--out", str(tmp_path / "ddp"), "--max-updates", "4", "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = yaml.safe_load((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["updates"] == 4 and summary["ranks_agree"] is True
+
+
+def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
+    with pytest.raises(ValueError, match="unknown recipe key"):
+        load_recipe(None, TINY + ["optim.learning_rate=1"])
+    with pytest.raises(ValueError, match="must be float"):
+        load_recipe(None, TINY + ["optim.lr=fast"])
+    with pytest.raises(FileNotFoundError, match="recipe not found"):
+        load_recipe(tmp_path / "none.yaml")
+    with pytest.raises(ValueError, match="upsampler covers"):
+        load_recipe(None, TINY + ["policy.squeeze=[16]"])
+    recipe = load_recipe(None, TINY)
+    with pytest.raises(ValueError, match="manifest not found"):
+        Pretrainer(recipe, tmp_path / "missing.tsv", corpus / "valid.tsv", tmp_path / "r", progress=False)
+    _trainer(corpus, tmp_path / "run").train(2)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        _trainer(corpus, tmp_path / "run")
+    with pytest.raises(TrainingError, match="holds a different run"):
+        _trainer(corpus, tmp_path / "run", ["optim.lr=0.1"], resume=True)
+
+
+def test_nan_losses_skip_updates_then_stop(corpus, tmp_path, monkeypatch):
+    trainer = _trainer(corpus, tmp_path / "run", ["optim.max_bad_updates=3"])
+    trainer.train(2)
+    trainer.save()
+    weights = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    original = trainer.module.forward
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.module, "forward", poisoned)
+    with pytest.warns(UserWarning, match="NaN or inf"), pytest.raises(TrainingError, match="3 non-finite"):
+        trainer.train(10)
+    for name, value in trainer.module.state_dict().items():
+        assert torch.equal(value, weights[name]), name  # no poisoned update was applied
