@@ -144,7 +144,7 @@ class Wav2Vec2Pretraining(nn.Module):
         targets = self.project_q(targets)
         predictions = self.final_proj(hidden[mask])
 
-        logits, counts = [], mask.sum(1).tolist()
+        logits, correct, counts = [], [], mask.sum(1).tolist()
         offset = 0
         for count in counts:
             y = targets[offset:offset + count]
@@ -157,6 +157,9 @@ class Wav2Vec2Pretraining(nn.Module):
             candidates = torch.cat([y[:, None], negatives], dim=1)
             sim = F.cosine_similarity(p[:, None].float(), candidates.float(), dim=-1) / cfg.logit_temperature
             same = (negatives == y[:, None]).all(-1)
+            # accuracy: the target must beat every negative, a negative equal to it counting as a tie
+            # (so a collapsed codebook cannot score); the loss then ignores such negatives, as fairseq does
+            correct.append(sim[:, 0] > sim[:, 1:].max(dim=1).values)
             sim[:, 1:] = sim[:, 1:].masked_fill(same, float("-inf"))
             logits.append(sim)
         logits = torch.cat(logits)
@@ -165,9 +168,7 @@ class Wav2Vec2Pretraining(nn.Module):
         num_codes = cfg.codebook_groups * cfg.codebook_size
         diversity = (num_codes - perplexity) / num_codes
         loss = contrastive + cfg.diversity_weight * diversity + cfg.feature_penalty_weight * penalty
-        with torch.no_grad():
-            best = logits.argmax(-1)
-            accuracy = (best == 0).float().mean().item()
+        accuracy = torch.cat(correct).float().mean().item()
         return PretrainOutput(loss, contrastive.item(), diversity.item(), penalty.item(), accuracy,
                               int(mask.sum()), perplexity.item(), temperature)
 
