@@ -21,11 +21,12 @@ class Batch:
     lengths: Tensor  # [B] samples
     targets: Tensor | None = None  # [B, max label length], padded with -1
     target_lengths: Tensor | None = None  # [B]
+    texts: list[str] | None = None  # reference transcripts
 
     def to(self, device: torch.device | str) -> "Batch":
         move = (lambda t: None if t is None else t.to(device, non_blocking=True))
         return Batch(self.ids, move(self.waveforms), move(self.lengths), move(self.targets),
-                     move(self.target_lengths))
+                     move(self.target_lengths), self.texts)
 
 
 class AudioDataset(Dataset):
@@ -65,6 +66,7 @@ class AudioDataset(Dataset):
         item = {"id": self.manifest.utterance_id(index), "audio": torch.from_numpy(audio)}
         if self.vocabulary is not None:
             item["target"] = torch.tensor(self.vocabulary.encode(self.manifest.words[index]), dtype=torch.long)
+            item["words"] = self.manifest.words[index]
         return item
 
 
@@ -81,6 +83,7 @@ def collate(items: list[dict]) -> Batch:
         for row, item in enumerate(items):
             targets[row, : len(item["target"])] = item["target"]
         batch.targets, batch.target_lengths = targets, target_lengths
+        batch.texts = [item["words"] for item in items]
     return batch
 
 

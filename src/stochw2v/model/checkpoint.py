@@ -80,7 +80,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def load(path: str | os.PathLike) -> nn.Module:
-    """Load an encoder from a folder of ours or a HF Wav2Vec2 / SEW `save_pretrained` folder."""
+    """Load a model folder: ours (encoder or CTC recogniser), a training run (its latest checkpoint),
+    or a HF Wav2Vec2 / SEW `save_pretrained` folder (its encoder)."""
     from .encoder import Encoder
     from .hf import HF_MODEL_TYPES, load_hf_encoder
 
@@ -97,8 +98,8 @@ def load(path: str | os.PathLike) -> nn.Module:
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE}; not a stochw2v or HF transformers model folder")
     meta = _read_json(config_path)
     if meta.get("format") == FORMAT:
-        if meta.get("kind") != "encoder":
-            raise ValueError(f"{config_path}: holds a {meta.get('kind')!r}, not an encoder")
+        if meta.get("kind") not in ("encoder", "ctc"):
+            raise ValueError(f"{config_path}: holds a {meta.get('kind')!r}, not an encoder or CTC model")
         try:
             config = EncoderConfig.from_dict(meta["encoder"])
         except (KeyError, TypeError, ValueError) as error:
@@ -113,6 +114,8 @@ def load(path: str | os.PathLike) -> nn.Module:
         except Exception as error:  # noqa: BLE001
             raise ValueError(f"{weights}: cannot read weights ({error})") from None
         model = Encoder(config)
+        if meta["kind"] == "ctc":
+            model = _ctc_model(model, meta, str(config_path))
         load_state_checked(model, state, str(weights))
         return model.eval()
     if meta.get("model_type") in HF_MODEL_TYPES:
@@ -134,10 +137,25 @@ def _load_run_encoder(path: Path) -> nn.Module:
         config = EncoderConfig.from_dict(state["encoder_config"])
     except Exception as error:  # noqa: BLE001
         raise ValueError(f"{path}: not a readable training checkpoint ({error})") from None
+    if state.get("kind") == "finetune":
+        model = _ctc_model(Encoder(config), state, str(path))
+        load_state_checked(model, state["model"], str(path))
+        return model.eval()
     weights = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
     model = Encoder(config)
     load_state_checked(model, weights, str(path))
     return model.eval()
+
+
+def _ctc_model(encoder: nn.Module, meta: dict, source: str) -> nn.Module:
+    from ..data.text import Vocabulary
+    from .ctc import CTCModel
+
+    try:
+        vocabulary = Vocabulary(tuple(meta["vocabulary"]))
+    except (KeyError, TypeError):
+        raise ValueError(f"{source}: a CTC model without its vocabulary") from None
+    return CTCModel(encoder, vocabulary, trained_settings=meta.get("trained_settings", []))
 
 
 def count_parameters(model: nn.Module) -> int:

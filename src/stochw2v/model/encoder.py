@@ -1,7 +1,7 @@
 """The encoder: waveform -> conv features -> projection -> context network, at any compression."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +13,9 @@ from .inputs import as_waveform_batch
 from .transformer import ContextNetwork
 
 
+FeatureHook = Callable[[Tensor, "Tensor | None"], Tensor]
+
+
 class EncoderOutput(NamedTuple):
     hidden_states: Tensor  # [B, frames, dim], zero past each item's valid frames
     lengths: Tensor  # [B] valid frames per item (the conv encoder's frame count)
@@ -21,6 +24,7 @@ class EncoderOutput(NamedTuple):
 class Features(NamedTuple):
     """What the encoder holds before the transformer; pre-training quantizes `normalized`."""
 
+    raw: Tensor  # [B, T, conv channels], conv output (W2V2's feature penalty is taken here)
     normalized: Tensor  # [B, T, conv channels], layer-normed conv output
     projected: Tensor  # [B, T, dim], transformer input
     lengths: Tensor | None  # [B] valid frames, None when no item is padded
@@ -48,7 +52,7 @@ class Encoder(nn.Module):
         features, frame_lengths = self.feature_encoder(waveforms, lengths)
         normalized = self.feature_norm(features)
         projected = self.feature_dropout(self.feature_projection(normalized))
-        return Features(normalized, projected, frame_lengths)
+        return Features(features, normalized, projected, frame_lengths)
 
     def apply_mask(self, projected: Tensor, time_mask: Tensor) -> Tensor:
         """Replace frames where `time_mask` [B, T] is True by the learned mask embedding."""
@@ -62,23 +66,27 @@ class Encoder(nn.Module):
 
     # --------------------------------------------------------------- forward
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None,
-                compression: CompressionLike = None, time_mask: Tensor | None = None) -> EncoderOutput:
+                compression: CompressionLike = None, augment: FeatureHook | None = None,
+                freeze_features: bool = False) -> EncoderOutput:
         """Encode [B, samples] (or [samples]) audio at 16 kHz.
 
         lengths: valid samples per item of a zero-padded batch (None: all full length).
         compression: a `Compression` or its string ("s=2,q7=2"); None is the model default.
-        time_mask: optional bool [B, frames], frames replaced by the mask embedding.
+        augment: optional fn(projected [B, T, D], frame lengths or None) -> [B, T, D], applied
+            before the transformer (fine-tuning's time and channel masking).
+        freeze_features: run the conv encoder and projection without gradients.
         """
         setting = self.resolve(compression)
         param = self.mask_embedding
         waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field,
                                                param.dtype, param.device)
-        features = self.extract_features(waveforms, lengths)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_features):
+            features = self.extract_features(waveforms, lengths)
         frames = features.projected.shape[1]
         frame_lengths = features.lengths
         shortest = frames if frame_lengths is None else int(frame_lengths.min())
         setting.check(self.config.num_layers, self.config.max_upsample, num_frames=shortest)
-        x = features.projected if time_mask is None else self.apply_mask(features.projected, time_mask)
+        x = features.projected if augment is None else augment(features.projected, frame_lengths)
         hidden = self.context(x, frame_lengths, setting)
         if frame_lengths is None:
             frame_lengths = torch.full((hidden.shape[0],), frames, dtype=torch.long, device=hidden.device)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .compression import Compression
 from .encoder import Encoder
+from .masking import sample_span_mask
 
 
 @dataclass
@@ -57,7 +58,8 @@ class GumbelQuantizer(nn.Module):
         super().__init__()
         self.groups, self.size = groups, size
         self.weight_proj = nn.Linear(in_dim, groups * size)
-        self.codevectors = nn.Parameter(torch.empty(1, groups * size, dim // groups).uniform_())
+        # zero-mean codewords (fairseq draws them from U[0, 1)): distinct targets from the first update
+        self.codevectors = nn.Parameter(torch.empty(1, groups * size, dim // groups).normal_())
         nn.init.normal_(self.weight_proj.weight, std=1.0)
         nn.init.zeros_(self.weight_proj.bias)
 
@@ -74,22 +76,6 @@ class GumbelQuantizer(nn.Module):
         onehot = onehot.view(n, self.groups * self.size, 1).to(x.dtype)
         vectors = (onehot * self.codevectors).view(n, self.groups, self.size, -1).sum(2)
         return vectors.reshape(n, -1), perplexity
-
-
-def sample_span_mask(lengths: list[int], max_len: int, prob: float, span: int, min_spans: int,
-                     generator: torch.Generator) -> Tensor:
-    """fairseq-style span mask: about prob*L/span random span starts per item, spans may overlap."""
-    mask = torch.zeros(len(lengths), max_len, dtype=torch.bool)
-    for row, length in enumerate(lengths):
-        span_here = min(span, max(1, length - 1))
-        count = int(prob * length / span_here + torch.rand((), generator=generator).item())
-        count = max(min_spans, count)
-        starts_available = length - span_here + 1
-        count = min(count, starts_available)
-        starts = torch.randperm(starts_available, generator=generator)[:count]
-        for start in starts.tolist():
-            mask[row, start:start + span_here] = True
-    return mask
 
 
 @dataclass
@@ -124,7 +110,7 @@ class Wav2Vec2Pretraining(nn.Module):
                 generator: torch.Generator) -> PretrainOutput:
         cfg, encoder = self.config, self.encoder
         setting = encoder.resolve(compression)
-        features, projected, frame_lengths = encoder.extract_features(waveforms, lengths)
+        raw, features, projected, frame_lengths = encoder.extract_features(waveforms, lengths)
         batch, frames, _ = projected.shape
         if frame_lengths is None:
             frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=projected.device)
@@ -138,7 +124,7 @@ class Wav2Vec2Pretraining(nn.Module):
         x = encoder.apply_mask(projected, mask)
         hidden = encoder.context(x, frame_lengths if bool((frame_lengths < frames).any()) else None, setting)
 
-        penalty = features.float().pow(2).mean()
+        penalty = raw.float().pow(2).mean()  # on the conv output, before its layer norm (fairseq)
         temperature = self.temperature(update)
         targets, perplexity = self.quantizer(features[mask], temperature)
         targets = self.project_q(targets)
@@ -157,10 +143,10 @@ class Wav2Vec2Pretraining(nn.Module):
             candidates = torch.cat([y[:, None], negatives], dim=1)
             sim = F.cosine_similarity(p[:, None].float(), candidates.float(), dim=-1) / cfg.logit_temperature
             same = (negatives == y[:, None]).all(-1)
-            # accuracy: the target must beat every negative, a negative equal to it counting as a tie
-            # (so a collapsed codebook cannot score); the loss then ignores such negatives, as fairseq does
-            correct.append(sim[:, 0] > sim[:, 1:].max(dim=1).values)
+            # negatives equal to the target are left out (as fairseq does); a frame with no other
+            # negative left (a collapsed codebook) counts as wrong, so collapse cannot score
             sim[:, 1:] = sim[:, 1:].masked_fill(same, float("-inf"))
+            correct.append((sim[:, 0] > sim[:, 1:].max(dim=1).values) & ~same.all(dim=1))
             logits.append(sim)
         logits = torch.cat(logits)
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
@@ -173,4 +159,4 @@ class Wav2Vec2Pretraining(nn.Module):
                               int(mask.sum()), perplexity.item(), temperature)
 
 
-__all__ = ["PretrainConfig", "Wav2Vec2Pretraining", "GumbelQuantizer", "sample_span_mask"]
+__all__ = ["PretrainConfig", "Wav2Vec2Pretraining", "GumbelQuantizer"]

@@ -27,7 +27,22 @@ def warmup_linear_decay(update: int, warmup: int, total: int, final_scale: float
     return 1.0 - (1.0 - final_scale) * progress
 
 
+def tri_stage(update: int, total: int, ratios: list[float], final_scale: float, initial_scale: float = 0.01) -> float:
+    """fairseq's tri-stage schedule (W2V2 fine-tuning): linear warm-up, hold, exponential decay."""
+    warmup, hold = int(total * ratios[0]), int(total * ratios[1])
+    decay = max(1, total - warmup - hold)
+    if update < warmup:
+        return initial_scale + (1.0 - initial_scale) * update / warmup
+    if update < warmup + hold:
+        return 1.0
+    progress = min(1.0, (update - warmup - hold) / decay)
+    return final_scale ** progress
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: OptimRecipe) -> torch.optim.lr_scheduler.LambdaLR:
+    if recipe.schedule == "tri_stage":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda u: tri_stage(u, recipe.max_updates, recipe.phase_ratio, recipe.final_lr_scale))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda update: warmup_linear_decay(update, recipe.warmup_updates, recipe.max_updates, recipe.final_lr_scale),

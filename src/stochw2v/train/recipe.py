@@ -14,6 +14,7 @@ import yaml
 
 from ..model.compression import StochasticPolicy
 from ..model.config import EncoderConfig
+from ..model.ctc import FinetuneConfig
 from ..model.pretraining import PretrainConfig
 
 
@@ -49,7 +50,9 @@ class OptimRecipe:
     weight_decay: float = 0.01
     warmup_updates: int = 32000
     max_updates: int = 400000
-    final_lr_scale: float = 0.0  # linear decay to lr * this after warmup
+    schedule: str = "linear"  # linear: warm-up then linear decay; tri_stage: warm-up, hold, exponential decay
+    phase_ratio: list = field(default_factory=lambda: [0.1, 0.4, 0.5])  # tri_stage warm-up / hold / decay
+    final_lr_scale: float = 0.0  # lr * this at the end
     clip_norm: float = 0.0  # 0: no clipping
     update_freq: int = 1  # gradient accumulation steps per update
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
@@ -85,6 +88,21 @@ class PretrainRecipe:
         return _to_plain(self)
 
 
+@dataclass
+class FinetuneRecipe:
+    encoder_overrides: dict = field(default_factory=dict)  # e.g. dropout, layerdrop of the loaded encoder
+    task: FinetuneConfig = field(default_factory=FinetuneConfig)
+    policy: PolicyRecipe = field(default_factory=PolicyRecipe)
+    optim: OptimRecipe = field(default_factory=lambda: OptimRecipe(
+        lr=5e-5, betas=[0.9, 0.98], eps=1e-8, weight_decay=0.0, warmup_updates=0, max_updates=20000,
+        schedule="tri_stage", final_lr_scale=0.05))
+    data: DataRecipe = field(default_factory=lambda: DataRecipe(max_samples=3_200_000, crop=0))
+    run: RunRecipe = field(default_factory=RunRecipe)
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+
 def _to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -93,7 +111,8 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def _build(cls: type, data: Any, path: str, base: Any = None) -> Any:
+    """`cls` from `data`, every key not given taken from `base` (the enclosing recipe's default)."""
     if not isinstance(data, dict):
         raise ValueError(f"recipe key {path or '(top)'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -103,13 +122,17 @@ def _build(cls: type, data: Any, path: str) -> Any:
         where = f"{path}." if path else ""
         raise ValueError(f"unknown recipe key(s) {', '.join(where + k for k in unknown)}; "
                          f"{path or 'the recipe'} takes {sorted(names)}")
+    base = base if base is not None else cls()
     values = {}
-    for name, raw in data.items():
+    for name in names:
         hint, key = hints[name], f"{path}.{name}" if path else name
+        default = getattr(base, name)
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, raw, key)
+            values[name] = _build(hint, data.get(name, {}), key, default)
+        elif name in data:
+            values[name] = _check_type(hint, data[name], key)
         else:
-            values[name] = _check_type(hint, raw, key)
+            values[name] = default
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
@@ -166,7 +189,9 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
         recipe = _build(cls, data, "")
     except ValueError as error:
         raise ValueError(f"{path or 'recipe'}: {error}") from None
-    recipe.model.encoder_config()  # fail now on a bad model section
-    recipe.policy.policy(recipe.run.seed).check(recipe.model.encoder_config().num_layers,
-                                               recipe.model.encoder_config().max_upsample)
+    if recipe.optim.schedule not in ("linear", "tri_stage"):
+        raise ValueError(f"{path or 'recipe'}: optim.schedule must be linear or tri_stage")
+    if isinstance(recipe, PretrainRecipe):  # fine-tuning checks the policy once the model is loaded
+        encoder = recipe.model.encoder_config()  # fail now on a bad model section
+        recipe.policy.policy(recipe.run.seed).check(encoder.num_layers, encoder.max_upsample)
     return recipe
