@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job. Until fine-tuning lands it profiles a base-size encoder: MACs and time per setting.
-demo: profile
+# The main job: synthetic corpus -> stochastic pre-training -> CTC fine-tuning -> WER per setting.
+demo: setup
+	$(VENV)/bin/stochw2v demo --out runs/demo
 
 profile: setup
 	$(VENV)/bin/stochw2v profile --size base

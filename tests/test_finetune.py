@@ -190,3 +190,20 @@ def test_infinite_ctc_loss_is_reported_by_utterance(tone_corpus, tmp_path):
                         tmp_path / "r", progress=False)
     with pytest.warns(UserWarning, match=r"t1 \(CTC loss is inf: 120 labels for \d+ frames"):
         trainer.train(2)
+
+
+def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle")
+    config = transformers.SEWConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                    conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                                    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, squeeze_factor=2)
+    transformers.SEWModel(config).save_pretrained(tmp_path / "hf")
+    recipe = load_recipe(None, RECIPE + ["policy.squeeze=[2]"], FinetuneRecipe)
+    trainer = Finetuner(recipe, tmp_path / "hf", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "run", progress=False)
+    trainer.train(3)
+    model = stochw2v.load(trainer.export())
+    assert model.trained_settings == ["s=2"] and model.config.max_upsample == 2
+    with pytest.raises(ValueError, match="upsampler covers total factors up to 2"):
+        Finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[4]"], FinetuneRecipe), tmp_path / "hf",
+                  tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4", progress=False)

@@ -154,11 +154,15 @@ class EncoderConfig:
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "EncoderConfig":
-        """A CPU-sized model: SEW's compact conv encoder at quarter width, d=256, 4 layers."""
+        """A CPU-sized model: SEW's compact conv encoder at quarter width, d=256, 4 pre-LN layers.
+
+        Pre-LN because a small post-LN model trained for minutes does not leave CTC's all-blank
+        plateau (measured: loss stuck at 2.97 for 200 updates on 4 utterances; pre-LN reached 2.03).
+        """
         conv = tuple((max(16, c // 4), k, s) for c, k, s in SEW_CONV)
         values: dict[str, Any] = dict(
             conv_layers=conv, conv_norm="layer", conv_bias=True, dim=256, num_layers=4, num_heads=4,
-            ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=8, max_upsample=8,
+            ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=8, max_upsample=8, layer_norm_first=True,
         )
         return cls(**{**values, **overrides})
 

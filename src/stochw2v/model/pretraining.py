@@ -33,6 +33,7 @@ class PretrainConfig:
     gumbel_temperature: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # start, end, decay per update
     diversity_weight: float = 0.1
     feature_penalty_weight: float = 10.0
+    feature_grad_mult: float = 0.1  # scales the conv encoder's gradient (fairseq's GradMultiply)
 
     def __post_init__(self) -> None:
         self.gumbel_temperature = tuple(float(v) for v in self.gumbel_temperature)  # type: ignore[assignment]
@@ -111,6 +112,8 @@ class Wav2Vec2Pretraining(nn.Module):
         cfg, encoder = self.config, self.encoder
         setting = encoder.resolve(compression)
         raw, features, projected, frame_lengths = encoder.extract_features(waveforms, lengths)
+        if raw.requires_grad and cfg.feature_grad_mult != 1.0:
+            raw.register_hook(lambda grad: grad * cfg.feature_grad_mult)
         batch, frames, _ = projected.shape
         if frame_lengths is None:
             frame_lengths = torch.full((batch,), frames, dtype=torch.long, device=projected.device)

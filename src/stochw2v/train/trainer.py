@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -214,10 +215,15 @@ class Trainer:
                     warnings.warn(f"update {update}: left out of the loss: {'; '.join(result.skipped)}",
                                   stacklevel=1)
                 results.append(result)
-            if not finite:
+            grad_norm = float("nan")
+            if finite:  # the norm also catches gradients that overflow while the loss does not
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(
+                    self.module.parameters(), optim.clip_norm if optim.clip_norm > 0 else float("inf")))
+            if not finite or not math.isfinite(grad_norm):
                 self.optimizer.zero_grad(set_to_none=True)
                 self.bad_in_row += 1
-                warnings.warn(f"update {update} ({setting}): loss is NaN or inf; update skipped "
+                what = "loss" if not finite else "gradient norm"
+                warnings.warn(f"update {update} ({setting}): {what} is NaN or inf; update skipped "
                               f"({self.bad_in_row} in a row)", stacklevel=1)
                 if self.bad_in_row >= optim.max_bad_updates:
                     raise TrainingError(f"{self.bad_in_row} non-finite losses in a row at update {update}; "
@@ -225,8 +231,6 @@ class Trainer:
                 self.position.update += 1
                 continue
             self.bad_in_row = 0
-            if optim.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.module.parameters(), optim.clip_norm)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -234,7 +238,7 @@ class Trainer:
             bar.update()
             record = {"update": self.position.update, "setting": str(setting),
                       "loss": sum(r.loss.item() for r in results) / len(results),
-                      "lr": self.scheduler.get_last_lr()[0],
+                      "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                       "audio_s_per_s": seconds_seen / (time.perf_counter() - start)}
             sums = _add_sums(r.sums for r in results)
             record.update({k: v for k, v in self.summarize(sums).items() if k != "loss"})
@@ -242,7 +246,7 @@ class Trainer:
             done = self.position.update == total
             if self.position.update % run.log_every == 0 or done:
                 bar.set_postfix({k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in record.items()
-                                 if k not in ("update", "audio_s_per_s")})
+                                 if k not in ("update", "audio_s_per_s", "grad_norm")})
                 self._log("train", record)
             if self.position.update % run.validate_every == 0 or done:
                 results_by_setting = self.validate()

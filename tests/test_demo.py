@@ -1,0 +1,23 @@
+"""The demo end to end, in miniature (a few updates), on a synthetic corpus."""
+import json
+import shutil
+
+import pytest
+
+from stochw2v.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                reason="espeak-ng could not be installed here (make setup installs it with apt-get)")
+
+
+def test_demo_runs_every_stage_and_writes_the_tradeoff(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--hours", "0.03", "--pretrain-updates", "3",
+                 "--finetune-updates", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"everything goes under {out.resolve()}" in printed
+    results = json.loads((out / "evaluate" / "results.json").read_text())
+    assert [r["setting"] for r in results["rows"]] == ["s=1", "s=2", "s=3", "s=4", "s=2,kv=2"]
+    assert (out / "evaluate" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| utterance | reference | s=1 | s=4 |" in printed
+    assert (out / "finetune" / "model" / "model.safetensors").exists()
