@@ -134,3 +134,13 @@ def test_nan_losses_skip_updates_then_stop(corpus, tmp_path, monkeypatch):
         trainer.train(10)
     for name, value in trainer.module.state_dict().items():
         assert torch.equal(value, weights[name]), name  # no poisoned update was applied
+
+
+def test_overflowing_gradients_skip_the_update(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path / "run", ["optim.max_bad_updates=2"])
+    weights = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    trainer.module.final_proj.weight.register_hook(lambda grad: grad * float("inf"))
+    with pytest.warns(UserWarning, match="gradient norm is NaN or inf"), pytest.raises(TrainingError, match="2 non-finite"):
+        trainer.train(5)
+    for name, value in trainer.module.state_dict().items():
+        assert torch.equal(value, weights[name]), name

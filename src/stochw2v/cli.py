@@ -285,8 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--hours", type=float, default=1.0, help="synthetic speech to make")
-    p.add_argument("--pretrain-updates", type=int, default=250)
-    p.add_argument("--finetune-updates", type=int, default=1200)
+    p.add_argument("--pretrain-updates", type=int, default=200)
+    p.add_argument("--finetune-updates", type=int, default=2400)
     p.set_defaults(run=_demo)
 
     p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder")
