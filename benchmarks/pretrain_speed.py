@@ -34,6 +34,7 @@ def main() -> None:
     hf_config = Wav2Vec2Config(
         conv_dim=[c for c, _, _ in enc.conv_layers], conv_kernel=[k for _, k, _ in enc.conv_layers],
         conv_stride=[s for _, _, s in enc.conv_layers], feat_extract_norm="layer", conv_bias=True,
+        do_stable_layer_norm=enc.layer_norm_first,
         hidden_size=enc.dim, num_hidden_layers=enc.num_layers, num_attention_heads=enc.num_heads,
         intermediate_size=enc.ffn_dim, num_conv_pos_embeddings=enc.pos_conv_kernel,
         num_conv_pos_embedding_groups=enc.pos_conv_groups, hidden_dropout=0.0, attention_dropout=0.0,
