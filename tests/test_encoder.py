@@ -47,6 +47,20 @@ def test_item_in_padded_batch_equals_item_alone(setting, conv_norm):
             assert batch.hidden_states[i, frames:].abs().max().item() == 0.0 if frames < batch.hidden_states.shape[1] else True
 
 
+def test_normalised_input_is_gain_and_offset_free_and_padding_blind():
+    model = Encoder(small_config(normalize_waveform=True)).eval()
+    audio = padded_batch(LENGTHS)
+    lengths = torch.tensor(LENGTHS)
+    louder = (3.0 * audio + 0.2) * (torch.arange(audio.shape[1])[None] < lengths[:, None])
+    with torch.no_grad():
+        out = model.encode(audio, lengths, compression="s=2").hidden_states
+        assert torch.allclose(model.encode(louder, lengths, compression="s=2").hidden_states, out, atol=1e-4)
+        for i, n in enumerate(LENGTHS):
+            alone = model.encode(louder[i, :n], compression="s=2")
+            frames = alone.lengths.item()
+            assert torch.allclose(out[i, :frames], alone.hidden_states[0], atol=1e-4)
+
+
 def test_pre_ln_runs_every_pooling_kind():
     model = Encoder(small_config(layer_norm_first=True)).eval()
     audio = padded_batch(LENGTHS)

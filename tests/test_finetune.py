@@ -188,8 +188,21 @@ def test_infinite_ctc_loss_is_reported_by_utterance(tone_corpus, tmp_path):
     recipe = load_recipe(None, RECIPE, FinetuneRecipe)
     trainer = Finetuner(recipe, tone_corpus / "init", long_labels / "train.tsv", tone_corpus / "valid.tsv",
                         tmp_path / "r", progress=False)
-    with pytest.warns(UserWarning, match=r"t1 \(CTC loss is inf: 120 labels for \d+ frames"):
+    before = [p.detach().clone() for p in trainer.module.parameters()]
+    with pytest.warns(UserWarning, match=r"t1 \(CTC loss is inf: 120 labels need 120 frames, \d+ at") as caught:
         trainer.train(2)
+    # the other items still train: no update is skipped, no NaN reaches the weights
+    assert not any("update skipped" in str(w.message) for w in caught)
+    after = list(trainer.module.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_ctc_min_frames_counts_a_blank_between_repeated_labels():
+    from stochw2v.train.finetune import ctc_min_frames
+
+    targets = torch.tensor([[1, 1, 2, 2, 2], [3, 4, 3, -1, -1], [5, 5, -1, -1, -1]])
+    assert ctc_min_frames(targets, torch.tensor([5, 3, 1])).tolist() == [8, 3, 1]
 
 
 def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):

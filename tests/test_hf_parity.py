@@ -147,3 +147,29 @@ def test_export_refuses_what_hf_cannot_express(tmp_path):
         stochw2v.export_hf(model, tmp_path / "x", compression="s=2,kv=2")
     with pytest.raises(ValueError, match="no pre-LN"):
         stochw2v.export_hf(stochw2v.Encoder(small_config(layer_norm_first=True)), tmp_path / "y", "s=2")
+
+
+def test_input_normalisation_matches_hf_feature_extractor_both_ways(tmp_path):
+    """do_normalize lives in HF's feature extractor; ours is in the model, over valid samples."""
+    from transformers import AutoFeatureExtractor
+
+    hf = Wav2Vec2Model(Wav2Vec2Config(**SMALL, feat_extract_norm="layer", conv_bias=True)).eval()
+    folder = _save(hf, tmp_path / "hf")
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": 16000,
+        "padding_value": 0.0, "do_normalize": True, "return_attention_mask": True}))
+    model = stochw2v.load(folder)
+    assert model.config.normalize_waveform
+
+    quiet = [0.05 * torch.randn(n) + 0.01 for n in LENGTHS]  # quiet, with a DC offset
+    extractor = AutoFeatureExtractor.from_pretrained(folder)
+    inputs = extractor([x.numpy() for x in quiet], sampling_rate=16000, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = hf(inputs.input_values, attention_mask=inputs.attention_mask).last_hidden_state
+        audio = torch.nn.utils.rnn.pad_sequence(quiet, batch_first=True)
+        out = model.encode(audio, torch.tensor(LENGTHS))
+    assert _max_diff_valid(ref, out.hidden_states, out.lengths.tolist()) < 1e-4
+
+    stochw2v.export_hf(model, tmp_path / "out")
+    assert AutoFeatureExtractor.from_pretrained(tmp_path / "out").do_normalize
+    assert stochw2v.load(tmp_path / "out").config.normalize_waveform

@@ -1,7 +1,9 @@
 """Pre-training: the loss falls, resume is exact, ranks stay identical, bad input fails early."""
+import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,12 +92,16 @@ def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     result = subprocess.run(
         [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "stochw2v", "pretrain", "--config",
          str(recipe), "--train", str(corpus / "train.tsv"), "--valid", str(corpus / "valid.tsv"),
-         "--out", str(tmp_path / "ddp"), "--max-updates", "4", "--device", "cpu"],
+         "--out", str(tmp_path / "ddp"), "--max-updates", "4", "--device", "cpu",
+         "--set", "run.log_every=2", "run.seed=3"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = yaml.safe_load((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["updates"] == 4 and summary["ranks_agree"] is True
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in log if r["split"] == "train"] == [2, 4]  # written by rank 0 only
+    assert {r["split"] for r in log if r["split"] != "train"} == {"valid/s=1", "valid/s=2", "valid/s=3", "valid/s=4"}
 
 
 def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
@@ -144,3 +150,20 @@ def test_overflowing_gradients_skip_the_update(corpus, tmp_path):
         trainer.train(5)
     for name, value in trainer.module.state_dict().items():
         assert torch.equal(value, weights[name]), name
+
+
+def test_collapsed_codebook_is_reported(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path / "run")
+    quantizer, size = trainer.module.quantizer, trainer.recipe.task.codebook_size
+    with torch.no_grad():  # every frame picks code 0 of each group
+        quantizer.weight_proj.weight.zero_()
+        quantizer.weight_proj.bias.zero_()
+        quantizer.weight_proj.bias[::size] = 50.0
+    results = trainer.validate()
+    assert all(r["accuracy"] == 0.0 and r["perplexity"] < 2.01 for r in results.values())
+    with pytest.warns(UserWarning, match="codebook has collapsed"):
+        trainer.check_validation(results)
+    healthy = _trainer(corpus, tmp_path / "fresh")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        healthy.check_validation(healthy.validate())

@@ -212,7 +212,8 @@ def _add_beam_arguments(p: argparse.ArgumentParser) -> None:
 def _add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-updates", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override any recipe field")
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY.PATH=VALUE",
+                   help="override recipe fields: --set optim.lr=1e-3 task.mask_prob=0.5")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
@@ -285,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--hours", type=float, default=1.0, help="synthetic speech to make")
-    p.add_argument("--pretrain-updates", type=int, default=200)
-    p.add_argument("--finetune-updates", type=int, default=2400)
+    p.add_argument("--pretrain-updates", type=int, default=600)
+    p.add_argument("--finetune-updates", type=int, default=1800)
     p.set_defaults(run=_demo)
 
     p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder")

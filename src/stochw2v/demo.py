@@ -24,8 +24,8 @@ def _recipe(name: str) -> Path:
     return path
 
 
-def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 200,
-             finetune_updates: int = 2400) -> int:
+def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 600,
+             finetune_updates: int = 1800) -> int:
     from .data import read_manifest
     from .data.synth import make_corpus
     from .evaluate.profile import parse_settings

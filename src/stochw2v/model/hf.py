@@ -27,7 +27,9 @@ _ACT_TO_HF = {"gelu": "gelu", "relu": "relu", "silu": "silu", "gelu_tanh": "gelu
 
 
 # ------------------------------------------------------------------- config
-def config_from_hf(hf: dict[str, Any], source: str = "config.json") -> EncoderConfig:
+def config_from_hf(hf: dict[str, Any], source: str = "config.json",
+                   preprocessor: dict[str, Any] | None = None) -> EncoderConfig:
+    """Our config from HF's config.json (and preprocessor_config.json, whose do_normalize we fold in)."""
     model_type = hf.get("model_type")
     if model_type not in HF_MODEL_TYPES:
         raise ValueError(f"{source}: model_type {model_type!r} is not one of {HF_MODEL_TYPES}")
@@ -67,6 +69,7 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json") -> EncoderCo
             feature_dropout=float(hf.get("feat_proj_dropout", 0.0)),
             layerdrop=float(hf.get("layerdrop", 0.1)),
             default_compression=f"s={squeeze}",
+            normalize_waveform=bool((preprocessor or {}).get("do_normalize", False)),
         )
     except KeyError as error:
         raise ValueError(f"{source}: missing key {error.args[0]!r} for a {model_type} config") from None
@@ -107,6 +110,22 @@ def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
         hf["do_stable_layer_norm"] = config.layer_norm_first
         hf["add_adapter"] = False
     return hf
+
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+def preprocessor_to_hf(config: EncoderConfig) -> dict[str, Any]:
+    """HF Wav2Vec2FeatureExtractor settings that feed the exported model what ours sees."""
+    return {
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": 16000,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "do_normalize": config.normalize_waveform,
+        "return_attention_mask": config.conv_norm == "layer",
+    }
 
 
 # ------------------------------------------------------------------ weights
@@ -232,7 +251,13 @@ def load_hf_encoder(path: Path, hf_config: dict[str, Any]) -> Any:
     from .checkpoint import load_state_checked
 
     source = str(path / "config.json")
-    config = config_from_hf(hf_config, source)
+    preprocessor = None
+    if (path / PREPROCESSOR_FILE).exists():
+        try:
+            preprocessor = json.loads((path / PREPROCESSOR_FILE).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path / PREPROCESSOR_FILE}: not valid JSON ({error})") from None
+    config = config_from_hf(hf_config, source, preprocessor)
     state = state_dict_from_hf(read_hf_weights(path), hf_config["model_type"], str(path))
     model = Encoder(config)
     load_state_checked(model, state, str(path), optional=("mask_embedding",))
@@ -262,5 +287,6 @@ def export_hf(model: Any, path: str | os.PathLike, compression: CompressionLike 
     out.mkdir(parents=True, exist_ok=True)
     state = state_dict_to_hf(model, setting.squeeze)
     atomic_write(out / "config.json", json.dumps(config_to_hf(config, setting.squeeze), indent=2).encode())
+    atomic_write(out / PREPROCESSOR_FILE, json.dumps(preprocessor_to_hf(config), indent=2).encode())
     atomic_write(out / "model.safetensors", None, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     return out

@@ -132,7 +132,10 @@ class Upsampler(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim * max_factor, dim))
         self.bias = nn.Parameter(torch.zeros(dim * max_factor))
         self.activation = activation(act)
-        nn.init.normal_(self.weight, std=0.02)
+        # variance-preserving (std dim**-0.5), not HF's 0.02: a 0.02 layer here followed by a CTC head
+        # starts both with tiny gradients, and the tiny model sat on CTC's blank plateau for 450+
+        # updates (300 with this init)
+        nn.init.normal_(self.weight, std=dim**-0.5)
 
     def forward(self, x: Tensor, factor: int) -> Tensor:
         rows = factor * self.dim

@@ -58,6 +58,13 @@ def prepare_labels(manifest: Manifest, vocabulary: Vocabulary, policy: str) -> N
                           for w in manifest.words]
 
 
+def ctc_min_frames(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Fewest frames CTC can align each label sequence to: one per label, plus a blank between repeats."""
+    valid = torch.arange(targets.shape[1], device=targets.device)[None] < target_lengths[:, None]
+    repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(1)
+    return target_lengths + repeats
+
+
 class Finetuner(Trainer):
     kind = "finetune"
     progress_name = "finetune"
@@ -91,11 +98,15 @@ class Finetuner(Trainer):
                     freeze_encoder=self.module.training and update < task.freeze_updates,
                     freeze_features=task.freeze_feature_encoder)
         log_probs = out.logits.float().log_softmax(-1).transpose(0, 1)
+        # zero_infinity: an impossible item's loss is inf and its gradient NaN, which would poison
+        # the whole update; it is zeroed here and left out below, by name
         per_item = F.ctc_loss(log_probs, batch.targets.clamp_min(0), out.lengths, batch.target_lengths,
-                              blank=self.vocabulary.blank_id, reduction="none", zero_infinity=False)
-        finite = torch.isfinite(per_item)
-        skipped = [f"{batch.ids[i]} (CTC loss is inf: {int(batch.target_lengths[i])} labels for "
-                   f"{int(out.lengths[i])} frames at {setting})" for i in (~finite).nonzero().flatten().tolist()]
+                              blank=self.vocabulary.blank_id, reduction="none", zero_infinity=True)
+        needed = ctc_min_frames(batch.targets, batch.target_lengths).to(out.lengths.device)
+        finite = (out.lengths >= needed) & torch.isfinite(per_item)
+        skipped = [f"{batch.ids[i]} (CTC loss is inf: {int(batch.target_lengths[i])} labels need "
+                   f"{int(needed[i])} frames, {int(out.lengths[i])} at {setting})"
+                   for i in (~finite).nonzero().flatten().tolist()]
         tokens = batch.target_lengths[finite].sum()
         loss = per_item[finite].sum() / tokens if bool(finite.any()) else per_item.sum()
         sums = {"loss_sum": float(per_item[finite].detach().sum()), "tokens": float(tokens)}

@@ -1,6 +1,7 @@
 """`stochw2v pretrain`: stochastic wav2vec 2.0 pre-training on the shared training loop."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,6 +43,16 @@ class Pretrainer(Trainer):
             "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames,
             "diversity_sum": out.diversity * frames, "perplexity_sum": out.perplexity * frames,
         })
+
+    def check_validation(self, results: dict[str, dict]) -> None:
+        # a collapsed codebook gives every frame the same target: the loss reads 0 (no distinct
+        # negative is left) and nothing is learnt; fairseq shows it only as a low code perplexity
+        task = self.recipe.task
+        perplexity = min(r["perplexity"] for r in results.values())
+        if perplexity < 2 * task.codebook_groups:
+            warnings.warn(f"update {self.position.update}: the codebook has collapsed (code perplexity "
+                          f"{perplexity:.1f} of {task.codebook_groups * task.codebook_size}); raise "
+                          f"task.diversity_weight (now {task.diversity_weight}) or lower optim.lr", stacklevel=1)
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         frames = max(sums.get("frames", 0.0), 1.0)

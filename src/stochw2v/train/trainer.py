@@ -136,6 +136,9 @@ class Trainer:
     def extra_state(self) -> dict:
         return {}
 
+    def check_validation(self, results: dict[str, dict]) -> None:
+        """Warn about a run that has gone wrong in a way the loss hides (no-op unless overridden)."""
+
     # --------------------------------------------------------------- state
     def _state(self) -> dict:
         return {
@@ -255,6 +258,11 @@ class Trainer:
                 self.best = min(self.best, mean_loss)
                 for name, result in results_by_setting.items():
                     self._log(f"valid/{name}", result)
+                self.check_validation(results_by_setting)
+                if self.progress and self.info.is_main:
+                    bar.write(f"update {self.position.update} valid: " + "; ".join(
+                        f"{name} " + " ".join(f"{k}={v:.3f}" for k, v in result.items())
+                        for name, result in results_by_setting.items()))
                 self.save(is_best)
             elif self.position.update % run.save_every == 0:
                 self.save()
@@ -286,6 +294,12 @@ class Trainer:
         return results
 
     def _log(self, prefix: str, record: dict) -> None:
+        """One JSON line per record in log.jsonl (greppable, survives without TensorBoard), and TensorBoard."""
+        if not self.info.is_main:
+            return
+        line = {"update": self.position.update, "split": prefix, **{k: v for k, v in record.items() if k != "update"}}
+        with (self.out / "log.jsonl").open("a") as log:
+            log.write(json.dumps(line) + "\n")
         if self.writer is None:
             return
         for key, value in record.items():
