@@ -160,10 +160,13 @@ def test_collapsed_codebook_is_reported(corpus, tmp_path):
         quantizer.weight_proj.bias.zero_()
         quantizer.weight_proj.bias[::size] = 50.0
     results = trainer.validate()
-    assert all(r["accuracy"] == 0.0 and r["perplexity"] < 2.01 for r in results.values())
+    assert all(r["accuracy"] == 0.0 and r["chance"] == 0.0 and r["perplexity"] < 2.01 for r in results.values())
     with pytest.warns(UserWarning, match="codebook has collapsed"):
         trainer.check_validation(results)
     healthy = _trainer(corpus, tmp_path / "fresh")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        healthy.check_validation(healthy.validate())
+        results = healthy.validate()
+        healthy.check_validation(results)
+    negatives = healthy.recipe.task.num_negatives
+    assert all(1 / (negatives + 1) - 1e-6 <= r["chance"] <= 1.0 for r in results.values())

@@ -84,9 +84,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     if trainer.info.is_main:
         print(f"{args.out}: {summary['updates']} updates; checkpoints in {Path(args.out) / 'checkpoints'}")
         results = trainer.validate()
-        print("| setting | valid contrastive loss | valid accuracy |\n|---|---|---|")
+        print("| setting | valid contrastive loss | valid accuracy | chance | code perplexity |\n|---|---|---|---|---|")
         for name, result in results.items():
-            print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} |")
+            print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} | {result['chance']:.3f} "
+                  f"| {result['perplexity']:.1f} |")
     return 0
 
 

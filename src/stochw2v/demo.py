@@ -55,7 +55,8 @@ def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 600,
                             resume=(out / "pretrain" / "checkpoints").exists())
     pretrainer.train()
     for name, result in pretrainer.validate().items():
-        print(f"      valid {name}: contrastive accuracy {result['accuracy']:.3f}, loss {result['loss']:.3f}")
+        print(f"      valid {name}: contrastive accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f}), "
+              f"loss {result['loss']:.3f}")
     print(f"      ({(time.perf_counter() - start) / 60:.1f} min so far)")
 
     print(f"[3/4] fine-tuning with CTC ({finetune_updates} updates, s drawn from 1..4)")

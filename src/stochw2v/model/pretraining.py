@@ -86,6 +86,7 @@ class PretrainOutput:
     diversity: float
     feature_penalty: float
     accuracy: float
+    chance: float  # accuracy of random scores: mean of 1 / (1 + negatives that differ from the target)
     masked_frames: int
     perplexity: float
     temperature: float
@@ -133,7 +134,7 @@ class Wav2Vec2Pretraining(nn.Module):
         targets = self.project_q(targets)
         predictions = self.final_proj(hidden[mask])
 
-        logits, correct, counts = [], [], mask.sum(1).tolist()
+        logits, correct, chance, counts = [], [], [], mask.sum(1).tolist()
         offset = 0
         for count in counts:
             y = targets[offset:offset + count]
@@ -150,6 +151,8 @@ class Wav2Vec2Pretraining(nn.Module):
             # negative left (a collapsed codebook) counts as wrong, so collapse cannot score
             sim[:, 1:] = sim[:, 1:].masked_fill(same, float("-inf"))
             correct.append((sim[:, 0] > sim[:, 1:].max(dim=1).values) & ~same.all(dim=1))
+            distinct = (~same).sum(dim=1)
+            chance.append(torch.where(distinct > 0, 1.0 / (distinct + 1.0), 0.0))
             logits.append(sim)
         logits = torch.cat(logits)
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
@@ -159,7 +162,7 @@ class Wav2Vec2Pretraining(nn.Module):
         loss = contrastive + cfg.diversity_weight * diversity + cfg.feature_penalty_weight * penalty
         accuracy = torch.cat(correct).float().mean().item()
         return PretrainOutput(loss, contrastive.item(), diversity.item(), penalty.item(), accuracy,
-                              int(mask.sum()), perplexity.item(), temperature)
+                              torch.cat(chance).mean().item(), int(mask.sum()), perplexity.item(), temperature)
 
 
 __all__ = ["PretrainConfig", "Wav2Vec2Pretraining", "GumbelQuantizer"]

@@ -40,7 +40,7 @@ class Pretrainer(Trainer):
         out = model(batch.waveforms, batch.lengths, setting, update, generator)
         frames = out.masked_frames
         return StepResult(out.loss, {
-            "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames,
+            "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames, "chance_sum": out.chance * frames,
             "diversity_sum": out.diversity * frames, "perplexity_sum": out.perplexity * frames,
         })
 
@@ -57,4 +57,5 @@ class Pretrainer(Trainer):
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         frames = max(sums.get("frames", 0.0), 1.0)
         return {"loss": sums.get("contrastive_sum", 0.0) / frames, "accuracy": sums.get("correct", 0.0) / frames,
+                "chance": sums.get("chance_sum", 0.0) / frames,
                 "perplexity": sums.get("perplexity_sum", 0.0) / frames}
