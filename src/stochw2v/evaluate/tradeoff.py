@@ -127,11 +127,11 @@ def markdown_table(rows: list[SettingResult]) -> str:
     return "\n".join(lines)
 
 
-def pareto_front(rows: list[SettingResult]) -> list[SettingResult]:
-    """Rows no other row beats on both relative time and WER, sorted by time."""
-    front = []
-    for r in sorted(rows, key=lambda r: (r.relative_time, r.wer)):
-        if not front or r.wer < front[-1].wer:
+def pareto_front(rows: list[SettingResult], metric: str = "wer") -> list[SettingResult]:
+    """Rows no other row beats on both relative time and `metric` (wer or cer), sorted by time."""
+    front: list[SettingResult] = []
+    for r in sorted(rows, key=lambda r: (r.relative_time, getattr(r, metric))):
+        if not front or getattr(r, metric) < getattr(front[-1], metric):
             front.append(r)
     return front
 
@@ -142,21 +142,25 @@ def plot_tradeoff(rows: list[SettingResult], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in dict.fromkeys(r.model for r in rows):
-        mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
-        ax.plot([r.relative_time for r in mine], [r.wer for r in mine], "o-", label=name)
-        for r in mine:
-            ax.annotate(r.setting, (r.relative_time, r.wer), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = pareto_front(rows)
-    ax.plot([r.relative_time for r in front], [r.wer for r in front], "k--", lw=1, label="Pareto front")
-    ax.scatter([r.relative_time for r in front], [r.wer for r in front], s=90, facecolors="none",
-               edgecolors="k")
-    ax.set_xlabel(f"inference time relative to {rows[0].model} {rows[0].setting}")
-    ax.set_ylabel("word error rate")
-    ax.set_title("WER against inference time, per compression setting")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # WER and CER side by side: a small model's WER sits near 1 while its CER still separates settings
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, metric, label in zip(axes, ("wer", "cer"), ("word error rate", "character error rate")):
+        for name in dict.fromkeys(r.model for r in rows):
+            mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
+            ax.plot([r.relative_time for r in mine], [getattr(r, metric) for r in mine], "o-", label=name)
+            for r in mine:
+                ax.annotate(r.setting, (r.relative_time, getattr(r, metric)), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7)
+        front = pareto_front(rows, metric)
+        ax.plot([r.relative_time for r in front], [getattr(r, metric) for r in front], "k--", lw=1,
+                label="Pareto front")
+        ax.scatter([r.relative_time for r in front], [getattr(r, metric) for r in front], s=90,
+                   facecolors="none", edgecolors="k")
+        ax.set_xlabel(f"inference time relative to {rows[0].model} {rows[0].setting}")
+        ax.set_ylabel(label)
+        ax.set_title(f"{metric.upper()} against inference time, per setting")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
