@@ -220,3 +220,16 @@ def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
     with pytest.raises(ValueError, match="upsampler covers total factors up to 2"):
         Finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[4]"], FinetuneRecipe), tmp_path / "hf",
                   tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4", progress=False)
+
+
+def test_fresh_ctc_head_sees_the_audio():
+    # two N(0, 0.02) layers in a row (upsampler, head) gave logits that barely varied with the input
+    # and kept the tiny model on CTC's all-blank plateau; the init now leaves it by ~300 updates
+    from stochw2v.model.config import EncoderConfig
+
+    torch.manual_seed(0)
+    model = CTCModel(stochw2v.Encoder(EncoderConfig.tiny(dropout=0.0, attention_dropout=0.0, feature_dropout=0.0,
+                                                          layerdrop=0.0)), Vocabulary()).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 32000), compression="s=1").logits[0]
+    assert logits.std(dim=0).mean().item() > 0.2  # 0.39 now; 0.028 with the old init

@@ -71,6 +71,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from .train.distributed import shutdown_distributed
     from .train.pretrain import Pretrainer, TrainingError
     from .train.recipe import load_recipe
 
@@ -88,6 +89,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         for name, result in results.items():
             print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} | {result['chance']:.3f} "
                   f"| {result['perplexity']:.1f} |")
+    shutdown_distributed()
     return 0
 
 
@@ -101,6 +103,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _finetune(args: argparse.Namespace) -> int:
+    from .train.distributed import shutdown_distributed
     from .train.finetune import Finetuner
     from .train.recipe import FinetuneRecipe, load_recipe
     from .train.trainer import TrainingError
@@ -118,6 +121,7 @@ def _finetune(args: argparse.Namespace) -> int:
         print("| setting | valid loss | valid WER | valid CER |\n|---|---|---|---|")
         for name, result in trainer.validate().items():
             print(f"| {name} | {result['loss']:.3f} | {result['wer']:.3f} | {result['cer']:.3f} |")
+    shutdown_distributed()
     return 0
 
 
