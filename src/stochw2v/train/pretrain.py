@@ -40,8 +40,8 @@ class Pretrainer(Trainer):
         out = model(batch.waveforms, batch.lengths, setting, update, generator)
         frames = out.masked_frames
         return StepResult(out.loss, {
-            "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames, "chance_sum": out.chance * frames,
-            "diversity_sum": out.diversity * frames, "perplexity_sum": out.perplexity * frames,
+            "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames,
+            "chance_sum": out.chance * frames, "diversity_sum": out.diversity * frames, "perplexity_sum": out.perplexity * frames,
         })
 
     def check_validation(self, results: dict[str, dict]) -> None:
