@@ -41,7 +41,8 @@ class Pretrainer(Trainer):
         frames = out.masked_frames
         return StepResult(out.loss, {
             "frames": frames, "contrastive_sum": out.contrastive * frames, "correct": out.accuracy * frames,
-            "chance_sum": out.chance * frames, "diversity_sum": out.diversity * frames, "perplexity_sum": out.perplexity * frames,
+            "chance_sum": out.chance * frames, "diversity_sum": out.diversity * frames,
+            "perplexity_sum": out.perplexity * frames,
         })
 
     def check_validation(self, results: dict[str, dict]) -> None:
