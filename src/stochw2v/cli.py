@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="recipe YAML (configs/pretrain_tiny.yaml, configs/pretrain_base.yaml)")
     p.add_argument("--train", required=True, help="training manifest (.tsv)")
     p.add_argument("--valid", required=True, help="validation manifest (.tsv)")
-    p.add_argument("--out", required=True, help="run folder: recipe.yaml, checkpoints/, tensorboard/")
+    p.add_argument("--out", required=True, help="run folder: recipe.yaml, checkpoints/, log.jsonl, tensorboard/")
     _add_training_arguments(p)
     p.set_defaults(run=_pretrain)
 

@@ -1,8 +1,8 @@
 """`stochw2v evaluate`: WER, CER, time and compute of every setting of one or more recognisers.
 
 Settings are timed in the same process, interleaved over repeats after a warm-up, so their
-times compare. Writes results.json, results.md and tradeoff.png (WER against relative
-inference time, one curve per model, the Pareto front marked).
+times compare. Writes results.json, results.md and tradeoff.png (WER and CER against relative
+inference time, one curve per model, each metric's Pareto front marked).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ..model.compression import Compression
 from ..model.ctc import CTCModel
 from ..model.macs import count_macs
 from .decoding import BeamDecoder, greedy_decode
-from .metrics import ErrorCounts
+from .metrics import error_rates
 
 DEFAULT_SQUEEZES = ("s=1", "s=2", "s=3", "s=4")
 
@@ -106,9 +106,8 @@ def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: l
     rows = []
     baseline = statistics.median(times[jobs[0]])
     for name, setting in jobs:
-        counts = ErrorCounts()
-        for utt, ref in references.items():
-            counts.add(ref, hypotheses[name][str(setting)][utt])
+        texts = hypotheses[name][str(setting)]
+        counts = error_rates(list(references.values()), [texts[utt] for utt in references])
         seconds = statistics.median(times[(name, setting)])
         macs = count_macs(models[name].encoder, setting, mean_seconds).total
         macs += models[name].encoder.num_frames(int(mean_seconds * 16000)) * models[name].head.weight.numel()

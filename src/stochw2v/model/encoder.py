@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from .compression import Compression, CompressionLike
 from .config import EncoderConfig
-from .feature_encoder import ConvFeatureEncoder
+from .feature_encoder import ConvFeatureEncoder, standardize_over_valid
 from .inputs import as_waveform_batch
 from .transformer import ContextNetwork
 
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
     def extract_features(self, waveforms: Tensor, lengths: Tensor | None = None) -> Features:
         """Conv encoder and projection on checked input ([B, samples], lengths None = unpadded)."""
         if self.config.normalize_waveform:
-            waveforms = normalize_waveforms(waveforms, lengths)
+            waveforms = standardize_over_valid(waveforms, lengths, eps=1e-7)  # HF's do_normalize
         features, frame_lengths = self.feature_encoder(waveforms, lengths)
         normalized = self.feature_norm(features)
         projected = self.feature_dropout(self.feature_projection(normalized))
@@ -108,19 +108,6 @@ class Encoder(nn.Module):
         from .checkpoint import save_encoder
 
         save_encoder(self, path)
-
-
-def normalize_waveforms(waveforms: Tensor, lengths: Tensor | None) -> Tensor:
-    """Zero mean, unit variance per item over its valid samples; padding stays zero (HF's do_normalize)."""
-    if lengths is None:
-        mean = waveforms.mean(-1, keepdim=True)
-        var = waveforms.var(-1, unbiased=False, keepdim=True)
-        return (waveforms - mean) * torch.rsqrt(var + 1e-7)
-    valid = (torch.arange(waveforms.shape[-1], device=waveforms.device)[None] < lengths[:, None]).to(waveforms.dtype)
-    count = lengths.to(waveforms.dtype)[:, None]
-    mean = (waveforms * valid).sum(-1, keepdim=True) / count
-    var = ((waveforms - mean) * valid).square().sum(-1, keepdim=True) / count
-    return (waveforms - mean) * torch.rsqrt(var + 1e-7) * valid
 
 
 def _init_linear(module: nn.Module) -> None:

@@ -17,6 +17,24 @@ def conv_output_lengths(lengths: Tensor, layers: tuple[tuple[int, int, int], ...
     return lengths
 
 
+def standardize_over_valid(x: Tensor, lengths: Tensor | None, eps: float) -> Tensor:
+    """Zero mean, unit variance along the last (time) axis, over each item's first `lengths` steps.
+
+    Padding does not move the statistics and comes out zero. Used for the input waveform
+    (HF's do_normalize) and for the group-norm conv layer.
+    """
+    if lengths is None:
+        mean = x.mean(-1, keepdim=True)
+        return (x - mean) * torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2)
+    valid = padding_mask(lengths, x.shape[-1]).to(x.dtype).view(*shape, x.shape[-1])
+    count = lengths.to(x.dtype).view(*shape, 1)
+    mean = (x * valid).sum(-1, keepdim=True) / count
+    centred = (x - mean) * valid
+    var = centred.square().sum(-1, keepdim=True) / count
+    return centred * torch.rsqrt(var + eps)
+
+
 class ValidFrameGroupNorm(nn.Module):
     """W2V2's GroupNorm(C, C) over time, with statistics taken over each item's valid frames.
 
@@ -33,12 +51,7 @@ class ValidFrameGroupNorm(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:  # x: [B, C, T]
         if lengths is None:
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
-        valid = padding_mask(lengths, x.shape[-1]).to(x.dtype)[:, None, :]
-        count = lengths.to(x.dtype)[:, None, None]
-        mean = (x * valid).sum(-1, keepdim=True) / count
-        centred = (x - mean) * valid
-        var = centred.square().sum(-1, keepdim=True) / count
-        x = (x - mean) * torch.rsqrt(var + self.eps)
+        x = standardize_over_valid(x, lengths, self.eps)
         return x * self.weight[None, :, None] + self.bias[None, :, None]
 
 

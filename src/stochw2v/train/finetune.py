@@ -14,7 +14,7 @@ from torch import nn
 
 from ..data import AudioDataset, Manifest, Vocabulary, read_manifest
 from ..evaluate.decoding import greedy_decode
-from ..evaluate.metrics import ErrorCounts
+from ..evaluate.metrics import error_rates
 from ..model.checkpoint import load
 from ..model.compression import Compression
 from ..model.config import EncoderConfig
@@ -111,9 +111,7 @@ class Finetuner(Trainer):
         loss = per_item[finite].sum() / tokens if bool(finite.any()) else per_item.sum()
         sums = {"loss_sum": float(per_item[finite].detach().sum()), "tokens": float(tokens)}
         if not self.module.training:
-            counts = ErrorCounts()
-            for ref, hyp in zip(batch.texts, greedy_decode(out.logits, out.lengths, self.vocabulary)):
-                counts.add(ref, hyp)
+            counts = error_rates(batch.texts, greedy_decode(out.logits, out.lengths, self.vocabulary))
             sums.update(vars(counts))
         return StepResult(loss, sums, skipped)
 
