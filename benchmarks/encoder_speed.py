@@ -10,27 +10,14 @@ Target: ratio ours/HF <= 1.0 at each.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import torch
 from transformers import SEWConfig, SEWModel, Wav2Vec2Config, Wav2Vec2Model
 
 import stochw2v
-from stochw2v.evaluate.profile import format_table, parse_settings, profile
-
-
-def interleaved_medians(fns: dict[str, callable], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+from stochw2v.evaluate.profile import format_table, profile
+from stochw2v.evaluate.timing import interleaved_medians
 
 
 def pair(hf_model: torch.nn.Module, setting: str, audio: torch.Tensor, repeats: int) -> tuple[float, float, float]:
@@ -70,7 +57,7 @@ def main() -> None:
 
     print("\nOur base encoder (W2V2 conv encoder, upsampler up to 8), per setting:")
     model = stochw2v.Encoder(stochw2v.EncoderConfig.base())
-    rows = profile(model, parse_settings(args.settings), args.seconds, args.repeats)
+    rows = profile(model, stochw2v.Compression.parse_list(args.settings), args.seconds, args.repeats)
     print(format_table(rows, args.seconds))
 
 

@@ -8,8 +8,6 @@ tiny recipe's model (d=256, 4 layers, SEW compact conv encoder) and task sizes, 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
@@ -18,7 +16,8 @@ from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 from stochw2v.model.compression import Compression
 from stochw2v.train.recipe import load_recipe
 from stochw2v.model.encoder import Encoder
-from stochw2v.model.pretraining import Wav2Vec2Pretraining
+from stochw2v.evaluate.timing import interleaved_medians
+from stochw2v.train.contrastive import Wav2Vec2Pretraining
 
 
 def main() -> None:
@@ -29,7 +28,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     recipe = load_recipe("configs/pretrain_tiny.yaml")
-    enc, task = recipe.model.encoder_config(), recipe.task
+    enc, task = recipe.model.encoder_config(8), recipe.task
     ours = Wav2Vec2Pretraining(Encoder(enc), task).train()
     hf_config = Wav2Vec2Config(
         conv_dim=[c for c, _, _ in enc.conv_layers], conv_kernel=[k for _, k, _ in enc.conv_layers],
@@ -67,19 +66,11 @@ def main() -> None:
 
     steps = {"ours s=1": lambda: step_ours("s=1"), "HF Wav2Vec2ForPreTraining": step_hf,
              "ours s=2": lambda: step_ours("s=2"), "ours s=4": lambda: step_ours("s=4")}
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for fn in steps.values():
-        fn()
-    for _ in range(args.updates):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["HF Wav2Vec2ForPreTraining"])
+    medians = interleaved_medians(steps, args.updates)
+    base = medians["HF Wav2Vec2ForPreTraining"]
     print(f"{args.threads} threads, batch 4 x 5 s, tiny recipe model, median of {args.updates} interleaved updates\n")
     print("| step | s/update | updates/s | updates/s vs HF |\n|---|---|---|---|")
-    for name, t in times.items():
-        median = statistics.median(t)
+    for name, median in medians.items():
         print(f"| {name} | {median:.3f} | {1 / median:.2f} | {base / median:.2f} |")
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Debian packages the synthetic corpus needs: espeak-ng (the synthesizer) and fortunes (English text).
+# Debian packages the synthetic corpus needs: espeak-ng and flite (the synthesizers) and fortunes (English text).
 # Installs them when missing, as root or through sudo; elsewhere it says what to install and goes on
 # (everything but `stochw2v synth` works without them, and its tests are skipped with that reason).
 set -u
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || need+=(flite)
 [ -e /usr/share/games/fortunes/wisdom ] || need+=(fortunes)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo -n"; else sudo=none; fi

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from stochw2v import Compression, StochasticPolicy
+from stochw2v import Compression, LayerPooling, StochasticPolicy
 
 
 @pytest.mark.parametrize("text, canonical", [
@@ -55,28 +55,72 @@ def test_settings_a_model_cannot_run_are_rejected():
     Compression.parse("s=4,q2=2").check(num_layers=12, max_upsample=8, num_frames=8)
 
 
+POOLING = StochasticPolicy(squeeze=(1, 2, 3, 4), query=LayerPooling((2, 3), (2,), 0.3),
+                           kv=LayerPooling((1, 2, 3, 4), (2, 3), 0.2, 0.2), max_total_factor=8, seed=7)
+
+
 def test_policy_is_deterministic_per_seed_and_update():
-    policy = StochasticPolicy(squeeze=(1, 2, 3, 4), query_layers=(4, 8), query_factors=(1, 2),
-                              kv_factors=(1, 2), seed=7)
-    first = [policy.sample(u) for u in range(50)]
-    again = [StochasticPolicy(**policy.to_dict()).sample(u) for u in range(50)]
+    first = [POOLING.sample(u) for u in range(50)]
+    again = [StochasticPolicy.from_dict(POOLING.to_dict()).sample(u) for u in range(50)]
     assert first == again  # a second process builds the same policy and draws the same settings
-    other_seed = [StochasticPolicy(**{**policy.to_dict(), "seed": 8}).sample(u) for u in range(50)]
+    other_seed = [StochasticPolicy.from_dict({**POOLING.to_dict(), "seed": 8}).sample(u) for u in range(50)]
     assert first != other_seed
 
 
-def test_policy_visits_every_value_near_uniformly():
-    policy = StochasticPolicy(squeeze=(1, 2, 3, 4), kv_factors=(1, 2), seed=0)
-    draws = [policy.sample(u) for u in range(4000)]
+def test_policy_draws_each_part_with_its_configured_probability():
+    draws = [POOLING.sample(u) for u in range(6000)]
     squeeze = Counter(c.squeeze for c in draws)
-    kv = Counter(c.kv_pool for c in draws)
-    assert set(squeeze) == {1, 2, 3, 4} and set(kv) == {1, 2}
-    assert all(abs(n / 4000 - 0.25) < 0.03 for n in squeeze.values())
-    assert all(abs(n / 4000 - 0.5) < 0.03 for n in kv.values())
-    assert len(policy.settings()) == 8
+    assert set(squeeze) == {1, 2, 3, 4} and all(abs(n / 6000 - 0.25) < 0.03 for n in squeeze.values())
+    shared = [c for c in draws if c.kv_pool > 1]
+    assert abs(len(shared) / 6000 - 0.2) < 0.02  # kv=f in every layer
+    per_layer = [c for c in draws if c.kv_pool == 1]
+    layer3 = sum(dict(c.kv_pool_layers).get(3, 1) > 1 for c in per_layer) / len(per_layer)
+    assert abs(layer3 - 0.2) < 0.025  # each listed layer independently
+    assert {c.kv_factor(2) for c in draws} == {1, 2, 3}
+    query2 = sum(c.query_factor(2) > 1 for c in draws if c.squeeze == 1) / sum(c.squeeze == 1 for c in draws)
+    assert abs(query2 - 0.3) < 0.04
+    assert max(c.total_factor for c in draws) == 8  # s=4 with q2=2 and q3=2 would be 16: capped
+    assert all(POOLING.covers(c, num_layers=4) for c in draws)
 
 
-def test_default_policy_only_squeezes_and_fixed_policy_is_constant():
-    assert {str(c) for c in StochasticPolicy().settings()} == {"s=1", "s=2", "s=3", "s=4"}
-    fixed = StochasticPolicy.fixed("s=2,q7=2,kv=2")
-    assert {str(fixed.sample(u)) for u in range(20)} == {"s=2,q7=2,kv=2"}
+def test_policy_coverage_is_exactly_what_it_can_draw():
+    covers = lambda text: POOLING.covers(text, num_layers=4)  # noqa: E731
+    assert covers("s=2") and covers("s=2,kv=3") and covers("s=4,q3=2") and covers("s=1,q2=2,q3=2,kv1=2")
+    assert not covers("s=5")  # squeeze never drawn
+    assert not covers("s=2,q1=2")  # layer 1 never pools queries
+    assert not covers("s=2,q2=4")  # factor never drawn
+    assert not covers("s=4,q2=2,q3=2")  # total 16 over the cap
+    assert not covers("s=1,kv=4")
+    fixed = StochasticPolicy.fixed("s=2,q7=2,kv5=3")  # any grammar setting, per-layer kv included
+    assert {str(fixed.sample(u)) for u in range(20)} == {"s=2,q7=2,kv5=3"}
+    assert fixed.covers("s=2,q7=2,kv5=3", 12) and not fixed.covers("s=2", 12)
+    assert fixed.upsampler_size() == 4 and StochasticPolicy.fixed("s=1").upsampler_size() == 0
+    assert StochasticPolicy(squeeze=(1, 2, 3, 4)).total_factors() == [1, 2, 3, 4]
+    assert POOLING.total_factors() == [1, 2, 3, 4, 6, 8]
+
+
+def test_policy_validation_settings_are_trained_ones():
+    settings = [str(s) for s in POOLING.validation_settings(4)]
+    assert settings[:4] == ["s=1", "s=2", "s=3", "s=4"] and "s=2,kv=2" in settings
+    assert any("q" in s for s in settings) and all(POOLING.covers(s, 4) for s in settings)
+
+
+@pytest.mark.parametrize("policy, words", [
+    (dict(squeeze=(1.7, 2)), "squeeze must hold integers"),
+    (dict(squeeze="12"), "squeeze must hold integers"),
+    (dict(squeeze=()), "at least one value"),
+    (dict(query=LayerPooling((2,), (2,), 1.5)), r"query.prob must be a probability in \[0, 1\]"),
+    (dict(kv=LayerPooling((2,), (1,), 0.5)), "kv.factors must be >= 2"),
+    (dict(query=LayerPooling((), (2,), 0.5)), "query.layers is empty"),
+    (dict(query=LayerPooling((2,), (2,), 0.0, 0.5)), "query.all_prob must be 0"),
+])
+def test_bad_policies_are_refused_naming_the_key(policy, words):
+    with pytest.raises(ValueError, match=words):
+        StochasticPolicy(**policy)
+
+
+def test_policy_a_model_cannot_train_is_refused():
+    with pytest.raises(ValueError, match="query.layers names layer 5 but the model has 4 layers"):
+        StochasticPolicy(query=LayerPooling((5,), (2,), 0.1)).check(num_layers=4, max_upsample=8)
+    with pytest.raises(ValueError, match="total factor 8 .* covers total factors up to 4"):
+        POOLING.check(num_layers=4, max_upsample=4)

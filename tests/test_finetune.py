@@ -9,8 +9,8 @@ import torch
 import stochw2v
 from stochw2v.cli import main
 from stochw2v.data import Manifest, Vocabulary
+from stochw2v.data.error_rates import error_rates
 from stochw2v.evaluate.decoding import BeamDecoder, greedy_decode
-from stochw2v.evaluate.metrics import error_rates
 from stochw2v.model.ctc import CTCModel
 from stochw2v.train.finetune import Finetuner
 from stochw2v.train.recipe import FinetuneRecipe, load_recipe
@@ -25,7 +25,7 @@ RECIPE = [
     "policy.squeeze=[1, 2]",
     "optim={lr: 0.001, max_updates: 800, schedule: linear, warmup_updates: 10, final_lr_scale: 0.5, "
     "clip_norm: 5.0}",
-    "data={max_samples: 200000, crop: 0, num_workers: 0}",
+    "data={max_samples: 200000, crop: null, num_workers: 0}",
     "run={log_every: 50, validate_every: 1000, save_every: 1000, keep_last: 1, seed: 0}",
 ]
 
@@ -57,12 +57,15 @@ def tone_corpus(tmp_path_factory):
     return folder
 
 
+def finetuner(recipe, init, train, valid, out, **kwargs):
+    return Finetuner(recipe, stochw2v.load(init), train, valid, out, init_source=str(init), progress=False, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def finetuned(tone_corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft") / "run"
     recipe = load_recipe(None, RECIPE, FinetuneRecipe)
-    trainer = Finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv", out,
-                        progress=False)
+    trainer = finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv", out)
     before = trainer.validate()
     summary = trainer.train()
     trainer.export()
@@ -110,7 +113,7 @@ def test_beam_search_with_an_ngram_lm_prefers_known_words(tmp_path):
     logits[0, 1, vocab.tokens.index("O")] = 0.2
     lengths = torch.tensor([3])
     assert greedy_decode(logits, lengths, vocab) == ["COT"]
-    assert BeamDecoder(vocab, beam_width=16, lm=arpa, lm_weight=2.0, word_bonus=0.0)(logits, lengths) == ["CAT"]
+    assert BeamDecoder(vocab, beam_width=16, lm=arpa, lm_weight=2.0, word_score=0.0)(logits, lengths) == ["CAT"]
 
 
 @pytest.mark.parametrize("refs, hyps", [
@@ -129,16 +132,23 @@ def test_wer_and_cer_agree_with_jiwer(refs, hyps):
 def test_evaluate_writes_table_json_and_plot(finetuned, tone_corpus, tmp_path, capsys):
     _, _, _, out = finetuned
     models = [str(out / "model"), str(out)]  # the exported recogniser and its run folder
-    code = main(["evaluate", *models, str(tone_corpus / "train.tsv"), "--compression", "s=1;s=2;s=2,kv=2",
-                 "--out", str(tmp_path / "ev")])
+    code = main(["evaluate", *models, "--manifest", str(tone_corpus / "train.tsv"), "--settings",
+                 "s=1;s=2;s=2,kv=2", "--out", str(tmp_path / "ev"), "--repeats", "2"])
     assert code == 0
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert [(r["model"], r["setting"]) for r in results["rows"]] == [
         (m, s) for m in models for s in ("s=1", "s=2", "s=2,kv=2")]
-    assert all(0.0 <= r["wer"] <= 1.0 and r["seconds"] > 0 and r["gmacs_per_audio_second"] > 0
-               for r in results["rows"])
+    jiwer = pytest.importorskip("jiwer")
+    for row in results["rows"]:  # the reported rates are the hypotheses' rates, inside their intervals
+        hyps = results["hypotheses"][row["model"]][row["setting"]]
+        refs = dict(zip([f"t{i}" for i in range(4)], TRANSCRIPTS))
+        assert row["wer"] == pytest.approx(jiwer.wer([refs[u] for u in sorted(refs)], [hyps[u] for u in sorted(refs)]))
+        assert row["wer_low"] <= row["wer"] <= row["wer_high"] and row["cer_low"] <= row["cer"] <= row["cer_high"]
+        assert row["encoder_seconds"] > 0 and row["decode_seconds"] > 0 and row["gmacs_per_audio_second"] > 0
+    assert [r["trained"] for r in results["rows"]] == [True, True, False] * 2
+    assert "interleaved timed passes" in results["protocol"] and "threads" in results["protocol"]
     table = (tmp_path / "ev" / "results.md").read_text().splitlines()
-    assert len(table) == 2 + 6
+    assert len([line for line in table if line.startswith("| ")]) == 1 + 6  # header and one row each
     png = (tmp_path / "ev" / "tradeoff.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image
@@ -153,15 +163,17 @@ def test_transcribe_cli_prints_text_and_json(finetuned, tone_corpus, capsys):
     assert main(["transcribe", str(out / "model"), str(tone_corpus / "t1.wav"), "--json"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["text"] == "CAB" and line["rtf"] > 0 and line["compression"] == "s=1"
+    assert line["encoder_seconds"] > 0 and line["decode_seconds"] >= 0
 
 
 def test_bad_input_fails_before_work(finetuned, tone_corpus, tmp_path, capsys):
     _, _, _, out = finetuned
     recipe = load_recipe(None, RECIPE, FinetuneRecipe)
-    with pytest.raises(Exception, match="no labels"):
-        Finetuner(recipe, tone_corpus / "init", tone_corpus / "unlabelled.tsv", tone_corpus / "valid.tsv",
-                  tmp_path / "r1", progress=False)
-    assert main(["evaluate", str(out / "model"), str(tone_corpus / "unlabelled.tsv"), "--out", str(tmp_path)]) == 2
+    with pytest.raises(ValueError, match="no labels"):
+        finetuner(recipe, tone_corpus / "init", tone_corpus / "unlabelled.tsv", tone_corpus / "valid.tsv",
+                  tmp_path / "r1")
+    assert main(["evaluate", str(out / "model"), "--manifest", str(tone_corpus / "unlabelled.tsv"),
+                 "--out", str(tmp_path)]) == 2
     assert "no labels" in capsys.readouterr().err
     assert main(["transcribe", str(out / "model"), str(tone_corpus / "t0.wav"), "--compression", "s=16"]) == 2
     assert "upsampler covers total factors up to 8" in capsys.readouterr().err
@@ -171,11 +183,10 @@ def test_bad_input_fails_before_work(finetuned, tone_corpus, tmp_path, capsys):
     (odd / "train.tsv").write_text((tone_corpus / "train.tsv").read_text().splitlines()[0] + "\n" + "\n".join(
         (tone_corpus / "train.tsv").read_text().splitlines()[1:3]) + "\n")
     with pytest.raises(ValueError, match=r"t1 \('01'\)"):
-        Finetuner(recipe, tone_corpus / "init", odd / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "r2",
-                  progress=False)
+        finetuner(recipe, tone_corpus / "init", odd / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "r2")
     dropping = load_recipe(None, RECIPE + ["task.unknown_characters=drop"], FinetuneRecipe)
-    trainer = Finetuner(dropping, tone_corpus / "init", odd / "train.tsv", tone_corpus / "valid.tsv",
-                        tmp_path / "r3", progress=False)
+    trainer = finetuner(dropping, tone_corpus / "init", odd / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "r3")
     assert trainer.train_set.manifest.words[1] == "ROOM"
 
 
@@ -186,8 +197,8 @@ def test_infinite_ctc_loss_is_reported_by_utterance(tone_corpus, tmp_path):
     (long_labels / "train.tsv").write_text("\n".join(lines[:3]) + "\n")
     (long_labels / "train.wrd").write_text("AB CA\n" + "ABC" * 40 + "\n")  # 120 letters for ~40 frames
     recipe = load_recipe(None, RECIPE, FinetuneRecipe)
-    trainer = Finetuner(recipe, tone_corpus / "init", long_labels / "train.tsv", tone_corpus / "valid.tsv",
-                        tmp_path / "r", progress=False)
+    trainer = finetuner(recipe, tone_corpus / "init", long_labels / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "r")
     before = [p.detach().clone() for p in trainer.module.parameters()]
     with pytest.warns(UserWarning, match=r"t1 \(CTC loss is inf: 120 labels need 120 frames, \d+ at") as caught:
         trainer.train(2)
@@ -212,14 +223,14 @@ def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
                                     num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, squeeze_factor=2)
     transformers.SEWModel(config).save_pretrained(tmp_path / "hf")
     recipe = load_recipe(None, RECIPE + ["policy.squeeze=[2]"], FinetuneRecipe)
-    trainer = Finetuner(recipe, tmp_path / "hf", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
-                        tmp_path / "run", progress=False)
+    trainer = finetuner(recipe, tmp_path / "hf", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "run")
     trainer.train(3)
     model = stochw2v.load(trainer.export())
     assert model.trained_settings == ["s=2"] and model.config.max_upsample == 2
     with pytest.raises(ValueError, match="upsampler covers total factors up to 2"):
-        Finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[4]"], FinetuneRecipe), tmp_path / "hf",
-                  tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4", progress=False)
+        finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[4]"], FinetuneRecipe), tmp_path / "hf",
+                  tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4")
 
 
 def test_fresh_ctc_head_sees_the_audio():
@@ -233,3 +244,126 @@ def test_fresh_ctc_head_sees_the_audio():
     with torch.no_grad():
         logits = model(torch.randn(1, 32000), compression="s=1").logits[0]
     assert logits.std(dim=0).mean().item() > 0.2  # 0.39 now; 0.028 with the old init
+
+
+def test_frozen_feature_encoder_freezes_the_conv_stack_only(tone_corpus, tmp_path):
+    # fairseq's feature_grad_mult=0 and HF's freeze_feature_encoder stop at the conv stack: the
+    # feature layer norm and the projection to the model width keep training
+    recipe = load_recipe(None, RECIPE + ["task.freeze_feature_encoder=true"], FinetuneRecipe)
+    trainer = finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "run")
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    trainer.train(3)
+    after = trainer.module.state_dict()
+    conv = [k for k in before if k.startswith("encoder.feature_encoder.")]
+    assert conv and all(torch.equal(before[k], after[k]) for k in conv)
+    for key in ("encoder.feature_projection.weight", "encoder.feature_norm.weight"):
+        assert not torch.equal(before[key], after[key]), key
+
+
+def test_time_masks_put_at_least_two_spans_in_every_item():
+    from stochw2v.train.masking import mask_features
+
+    x = torch.zeros(3, 40, 8)
+    out = mask_features(x, [40, 30, 12], time_prob=0.01, time_span=3, channel_prob=0.0, channel_span=1,
+                        mask_embedding=torch.ones(8), generator=torch.Generator().manual_seed(0))
+    masked = out[..., 0] == 1.0
+    for row in masked:  # two spans of 3 (they may overlap): at least 3 frames, and no item left unmasked
+        assert row.sum() >= 3
+    zero = mask_features(x, [40, 30, 12], 0.01, 3, 0.0, 1, torch.ones(8), torch.Generator().manual_seed(0), 0)
+    assert (zero == 0).all()  # prob * length rounds to no span when no minimum is asked for
+
+
+def test_transcribe_runs_the_encoder_once_per_file(finetuned, tone_corpus, monkeypatch, capsys):
+    _, _, _, out = finetuned
+    from stochw2v.model.encoder import Encoder
+
+    calls = []
+    original = Encoder.forward
+
+    def counting(self, waveforms, *args, **kwargs):
+        calls.append(waveforms.shape[-1])
+        return original(self, waveforms, *args, **kwargs)
+
+    monkeypatch.setattr(Encoder, "forward", counting)
+    files = [str(tone_corpus / f"t{i}.wav") for i in range(3)]
+    assert main(["transcribe", str(out / "model"), *files, "--json"]) == 0
+    lengths = [len(sf.read(f)[0]) for f in files]
+    assert calls[0] <= 16000 and calls[1:] == lengths  # a one-second warm-up, then each file exactly once
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == TRANSCRIPTS[:3]
+
+
+def test_a_fine_tuning_run_loads_as_its_best_wer_checkpoint(tone_corpus, tmp_path):
+    from stochw2v.train.state import read_checkpoint
+
+    recipe = load_recipe(None, RECIPE + ["run.validate_every=4", "run.keep_last=5"], FinetuneRecipe)
+    trainer = finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
+                        tmp_path / "run")
+    trainer.train(8)
+    folder = tmp_path / "run" / "checkpoints"
+    best, last = read_checkpoint(folder / "checkpoint_best.safetensors"), read_checkpoint(folder / "checkpoint_last.safetensors")
+    assert best.meta["best"] == min(best.meta["best"], last.meta["best"])
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    wers = {}
+    for line in log:
+        if line["split"].startswith("valid/"):
+            wers.setdefault(line["update"], []).append(line["wer"])
+    best_update = min(wers, key=lambda u: (sum(wers[u]) / len(wers[u]), u))
+    assert best.meta["position"]["update"] == best_update  # chosen by mean valid WER, not by loss
+    loaded = stochw2v.load(tmp_path / "run")
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, best.model[key]), key
+    exported = stochw2v.load(trainer.export(tmp_path / "exported"))
+    assert all(torch.equal(v, best.model[k]) for k, v in exported.state_dict().items())
+
+
+def test_evaluate_timing_does_not_depend_on_the_order_of_settings(finetuned, tone_corpus):
+    # a fake clock advanced by the model: the first call at each (setting, input shape) costs 10,
+    # later ones 1; a full warm-up pass per setting makes every timed pass cost the same
+    from stochw2v.data import read_manifest
+    from stochw2v.evaluate.tradeoff import evaluate_models
+
+    _, _, _, out = finetuned
+    manifest = read_manifest(tone_corpus / "train.tsv", labels=True)
+
+    def measure(order):
+        model, now, seen = stochw2v.load(out / "model"), [0.0], set()
+
+        def cost(module, args):
+            key = (str(args[2]), tuple(args[0].shape))
+            now[0] += 1.0 if key in seen else 10.0
+            seen.add(key)
+
+        model.register_forward_pre_hook(cost)
+        evaluation = evaluate_models({"m": model}, manifest, [stochw2v.Compression.parse(s) for s in order],
+                                     repeats=3, max_samples=40000, progress=False, clock=lambda: now[0])
+        return {r.setting: r.encoder_seconds for r in evaluation.rows}
+
+    forward, backward = measure(["s=1", "s=2"]), measure(["s=2", "s=1"])
+    assert forward == backward and forward["s=1"] == forward["s=2"] > 0
+
+
+def test_a_recogniser_exports_as_hf_for_ctc_with_equal_logits(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle")
+    encoder = stochw2v.Encoder(small_config(conv_norm="group", conv_bias=False, dim=48, max_upsample=4))
+    ours = CTCModel(encoder, Vocabulary()).eval()
+    ours.save(tmp_path / "ours")
+    assert main(["export-hf", str(tmp_path / "ours"), "--out", str(tmp_path / "hf"), "--compression", "s=2"]) == 0
+    hf = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == "SEWForCTC"
+    audio = torch.randn(2, 9000)
+    with torch.no_grad():
+        ref = hf(audio).logits
+        mine = ours(audio, compression="s=2").logits
+    assert ref.shape == mine.shape and (ref - mine).abs().max().item() < 1e-4
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    lengths = torch.tensor([mine.shape[1]] * 2)
+    assert tokenizer.decode(ref[0].argmax(-1)) == greedy_decode(mine, lengths, ours.vocabulary)[0]
+    again = stochw2v.load(tmp_path / "hf")  # and back: a HF ForCTC folder with vocab.json is a recogniser
+    assert isinstance(again, CTCModel) and again.vocabulary == ours.vocabulary
+    with torch.no_grad():
+        assert (again(audio).logits - mine).abs().max().item() < 1e-5
+    capsys.readouterr()
+    assert main(["export-hf", str(tmp_path / "ours"), "--out", str(tmp_path / "ours" / "hf")]) == 2
+    assert "is (inside) the model folder" in capsys.readouterr().err
+    assert not (tmp_path / "ours" / "hf").exists()

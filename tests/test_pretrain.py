@@ -1,6 +1,7 @@
 """Pre-training: the loss falls, resume is exact, ranks stay identical, bad input fails early."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -14,7 +15,8 @@ import yaml
 
 import stochw2v
 from stochw2v.data import Manifest
-from stochw2v.train.pretrain import Pretrainer, TrainingError
+from stochw2v.errors import TrainingError
+from stochw2v.train.pretrain import Pretrainer
 from stochw2v.train.recipe import load_recipe
 
 TINY = [
@@ -24,7 +26,7 @@ TINY = [
     "task={mask_prob: 0.5, mask_length: 3, num_negatives: 10, codebook_size: 16, codevector_dim: 32, "
     "final_dim: 32, gumbel_temperature: [2.0, 0.5, 0.99], feature_penalty_weight: 1.0}",
     "optim={lr: 0.003, warmup_updates: 5, max_updates: 40, clip_norm: 5.0}",
-    "data={max_samples: 80000, crop: 0, num_workers: 0}",
+    "data={max_samples: 80000, crop: null, num_workers: 0}",
     "run={log_every: 5, validate_every: 1000, save_every: 1000, keep_last: 2, seed: 3}",
 ]
 
@@ -89,19 +91,25 @@ def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     recipe.write_text(yaml.safe_dump(data))
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node=2", "--master_port=29517", "-m", "stochw2v", "pretrain", "--config",
+    with socket.socket() as probe:  # a free port, so parallel runs of the suite do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(  # pooling is sampled too: every rank must draw the same setting per update
+        [str(torchrun), "--nproc_per_node=2", f"--master_port={port}", "-m", "stochw2v", "pretrain", "--config",
          str(recipe), "--train", str(corpus / "train.tsv"), "--valid", str(corpus / "valid.tsv"),
-         "--out", str(tmp_path / "ddp"), "--max-updates", "4", "--device", "cpu",
-         "--set", "run.log_every=2", "run.seed=3"],
+         "--out", str(tmp_path / "ddp"), "--max-updates", "6", "--device", "cpu",
+         "--set", "run.log_every=2", "run.seed=3", "policy.query={layers: [2], prob: 0.5}",
+         "policy.kv={layers: [1, 2], prob: 0.4, all_prob: 0.3}", "policy.validate=[s=1, s=2]"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = yaml.safe_load((tmp_path / "ddp" / "summary.json").read_text())
-    assert summary["updates"] == 4 and summary["ranks_agree"] is True
+    assert summary["updates"] == 6 and summary["ranks_agree"] is True
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
-    assert [r["update"] for r in log if r["split"] == "train"] == [2, 4]  # written by rank 0 only
-    assert {r["split"] for r in log if r["split"] != "train"} == {"valid/s=1", "valid/s=2", "valid/s=3", "valid/s=4"}
+    assert [r["update"] for r in log if r["split"] == "train"] == [2, 4, 6]  # written by rank 0 only
+    assert {r["split"] for r in log if r["split"] != "train"} == {"valid/s=1", "valid/s=2"}
+    policy = stochw2v.load(tmp_path / "ddp").config.policy  # the encoder remembers what it was trained on
+    assert any(policy.sample(u).has_pooling for u in range(6)) and policy.query.layers == (2,)
 
 
 def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
@@ -111,8 +119,10 @@ def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
         load_recipe(None, TINY + ["optim.lr=fast"])
     with pytest.raises(FileNotFoundError, match="recipe not found"):
         load_recipe(tmp_path / "none.yaml")
-    with pytest.raises(ValueError, match="upsampler covers"):
-        load_recipe(None, TINY + ["policy.squeeze=[16]"])
+    with pytest.raises(ValueError, match="query.layers names layer 3 but the model has 2 layers"):
+        load_recipe(None, TINY + ["policy.query={layers: [3], prob: 0.1}"])
+    with pytest.raises(ValueError, match="the upsampler is sized from the policy"):
+        load_recipe(None, TINY + ["model.overrides.max_upsample=8"])
     recipe = load_recipe(None, TINY)
     with pytest.raises(ValueError, match="manifest not found"):
         Pretrainer(recipe, tmp_path / "missing.tsv", corpus / "valid.tsv", tmp_path / "r", progress=False)
@@ -170,3 +180,47 @@ def test_collapsed_codebook_is_reported(corpus, tmp_path):
         healthy.check_validation(results)
     negatives = healthy.recipe.task.num_negatives
     assert all(1 / (negatives + 1) - 1e-6 <= r["chance"] <= 1.0 for r in results.values())
+
+
+def test_quantizer_input_gets_fairseq_dropout_features(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path / "run", ["task.dropout_features=0.5"])
+    seen = []
+    trainer.module.quantizer.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    trainer.train(1)
+    zeros = (seen[0] == 0).float().mean().item()
+    assert 0.4 < zeros < 0.6  # half the quantizer's input is dropped in training
+    trainer.validate()
+    assert (seen[-1] == 0).float().mean().item() < 0.01  # and none of it at validation
+
+
+def test_feature_penalty_ignores_padding(corpus):
+    from stochw2v.train.contrastive import Wav2Vec2Pretraining
+    from stochw2v.train.tasks import PretrainConfig
+
+    recipe = load_recipe(None, TINY)
+    module = Wav2Vec2Pretraining(stochw2v.Encoder(recipe.model.encoder_config(4)), PretrainConfig(
+        mask_prob=0.5, mask_length=3, num_negatives=5, codebook_size=16, codevector_dim=32, final_dim=32))
+    module.eval()
+    audio = torch.randn(1, 16000)
+    padded = torch.cat([audio, torch.zeros(1, 16000)], dim=1).repeat(2, 1)
+    padded[1] = torch.randn(32000)
+    setting = stochw2v.Compression.parse("s=1")
+    alone = module(audio, torch.tensor([16000]), setting, 0, torch.Generator().manual_seed(0))
+    both = module(padded[1:], torch.tensor([32000]), setting, 0, torch.Generator().manual_seed(0))
+    batch = module(padded, torch.tensor([16000, 32000]), setting, 0, torch.Generator().manual_seed(0))
+    frames = [module.encoder.num_frames(16000), module.encoder.num_frames(32000)]
+    expected = (alone.feature_penalty * frames[0] + both.feature_penalty * frames[1]) / sum(frames)
+    assert batch.feature_penalty == pytest.approx(expected, rel=1e-4)  # padded frames do not count
+
+
+def test_too_short_utterances_are_left_out_before_training(corpus, tmp_path):
+    short = tmp_path / "short"
+    short.mkdir()
+    sf.write(short / "tiny.wav", np.zeros(800, dtype=np.float32), 16000)
+    lines = (corpus / "train.tsv").read_text().splitlines()
+    (short / "train.tsv").write_text(lines[0] + "\n" + "\n".join(lines[1:]) + f"\n{short / 'tiny.wav'}\t800\n")
+    recipe = load_recipe(None, TINY)
+    with pytest.warns(UserWarning, match="left out 0 unreadable and 1 utterances shorter than"):
+        trainer = Pretrainer(recipe, short / "train.tsv", corpus / "valid.tsv", tmp_path / "run", progress=False)
+    assert len(trainer.train_set) == 8
+    trainer.train(2)

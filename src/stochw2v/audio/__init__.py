@@ -1,4 +1,5 @@
 """Reading audio files into 16 kHz mono float32."""
-from .io import SAMPLE_RATE, AudioError, audio_info, load_audio, resample
+from ..errors import AudioError
+from .io import SAMPLE_RATE, audio_info, load_audio, resample
 
 __all__ = ["SAMPLE_RATE", "AudioError", "audio_info", "load_audio", "resample"]

@@ -5,15 +5,14 @@ Every failure is an `AudioError` (a ValueError) that names the file and the prob
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import AudioError
+
 SAMPLE_RATE = 16_000
-
-
-class AudioError(ValueError):
-    """A file that cannot serve as audio input; the message names the file."""
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -32,11 +31,36 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such audio file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
     try:
         info = sf.info(str(path))
     except Exception as error:  # noqa: BLE001 - soundfile raises several types
         raise AudioError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    _check_wav_complete(path)
     return info.frames, info.samplerate
+
+
+def _check_wav_complete(path: Path) -> None:
+    """libsndfile silently reads a truncated WAV as a shorter one; compare the data chunk's
+    declared size with the bytes present (0 and 0xFFFFFFFF mean 'unknown', as streamed WAVs write)."""
+    with open(path, "rb") as handle:
+        header = handle.read(12)
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RIFX") or header[8:12] != b"WAVE":
+            return
+        order = "<" if header[:4] == b"RIFF" else ">"
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return
+            name, size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            if name == b"data":
+                present = os.path.getsize(path) - handle.tell()
+                if size not in (0, 0xFFFFFFFF) and present < size:
+                    raise AudioError(f"{path}: truncated: its header announces {size} bytes of samples but the file "
+                                     f"holds {present}")
+                return
+            handle.seek(size + (size & 1), os.SEEK_CUR)
 
 
 def load_audio(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -48,6 +72,7 @@ def load_audio(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioError(f"{path}: no such audio file")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
+    _check_wav_complete(path)
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as error:  # noqa: BLE001

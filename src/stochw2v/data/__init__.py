@@ -1,12 +1,12 @@
 """Speech data: manifests, transcripts, the synthetic corpus, batching."""
 from .dataset import AudioDataset, Batch, collate, make_loader
 from .librispeech import folder_manifest, librispeech_manifest
-from .manifest import Manifest, ManifestError, read_manifest
+from .manifest import AudioProblem, Manifest, ManifestError, audit_audio, read_manifest
 from .sampler import BucketBatchSampler, padding_fraction, random_batches
 from .text import Vocabulary, normalize_text, to_letters
 
 __all__ = [
-    "AudioDataset", "Batch", "BucketBatchSampler", "Manifest", "ManifestError", "Vocabulary", "collate",
+    "AudioDataset", "AudioProblem", "Batch", "BucketBatchSampler", "Manifest", "ManifestError", "audit_audio", "Vocabulary", "collate",
     "folder_manifest", "librispeech_manifest", "make_loader", "normalize_text", "padding_fraction",
     "random_batches", "read_manifest", "to_letters",
 ]

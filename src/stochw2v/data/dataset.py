@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..audio import load_audio
+from ..audio.augment import Augmenter
 from .manifest import Manifest
 from .sampler import BucketBatchSampler
 from .text import Vocabulary
@@ -30,11 +31,12 @@ class Batch:
 
 
 class AudioDataset(Dataset):
-    """Items of a manifest: audio (optionally randomly cropped) and, with a vocabulary, label ids."""
+    """Items of a manifest: audio (optionally augmented, randomly cropped) and, with a vocabulary, label ids."""
 
     def __init__(self, manifest: Manifest, vocabulary: Vocabulary | None = None, crop: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, augment: Augmenter | None = None) -> None:
         self.manifest, self.vocabulary, self.crop, self.seed = manifest, vocabulary, crop, seed
+        self.augment = augment
         self.epoch = 0
         if vocabulary is not None:
             if manifest.words is None:
@@ -49,18 +51,21 @@ class AudioDataset(Dataset):
         self.epoch = epoch
 
     def sizes(self) -> list[int]:
-        """Lengths the sampler should budget for (cropped lengths when cropping)."""
-        if self.crop is None:
-            return list(self.manifest.num_samples)
-        return [min(n, self.crop) for n in self.manifest.num_samples]
+        """Lengths the sampler should budget for (cropped lengths when cropping; speed perturbation
+        may stretch an item by its largest slow-down, which the budget allows for)."""
+        stretch = 1.0 if self.augment is None or self.augment.config.speed_prob == 0 else 1.0 / self.augment.config.speed[0]
+        sizes = [int(n * stretch) + 1 if stretch > 1 else n for n in self.manifest.num_samples]
+        return sizes if self.crop is None else [min(n, self.crop) for n in sizes]
 
     def __len__(self) -> int:
         return len(self.manifest)
 
     def __getitem__(self, index: int) -> dict:
         audio = load_audio(self.manifest.audio_path(index))
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.augment is not None:
+            audio = self.augment(audio, rng)
         if self.crop is not None and len(audio) > self.crop:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
             start = int(rng.integers(0, len(audio) - self.crop + 1))
             audio = audio[start:start + self.crop]
         item = {"id": self.manifest.utterance_id(index), "audio": torch.from_numpy(audio)}

@@ -1,4 +1,4 @@
-"""A synthetic English speech corpus made with espeak-ng, for machines with no data and no internet.
+"""A synthetic English speech corpus made with espeak-ng (and flite), for machines with no data and no internet.
 
 Sentences come from real English text (by default the quotations of Debian's `fortunes`
 package, which `make setup` installs with espeak-ng). Each utterance draws a voice (accent x
@@ -8,7 +8,6 @@ Deterministic for a seed; utterances are synthesised in parallel processes.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, resample
+from ..errors import Stochw2vError
+from ..files import atomic_write
 from .manifest import Manifest
 from .text import normalize_text
 
@@ -33,8 +34,18 @@ FORTUNE_FILES = (
     "paradoxum", "tao", "goedel", "cookie",
 )
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt",
-            "klatt2", "klatt3", "klatt4", "croak", "grandma", "grandpa", "john", "linda", "quincy")
+# espeak-ng 1.51's voice variants, less the whispered ones (no voicing at all)
+VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2", "klatt3",
+    "klatt4", "klatt5", "klatt6", "croak", "grandma", "grandpa", "john", "linda", "quincy", "Alex", "Alicia",
+    "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Lee", "Marco",
+    "Mario", "Michael", "Mike", "Nguyen", "Storm", "Tweaky", "adam", "anika", "announcer", "antonio", "aunty",
+    "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward", "edward2", "fast", "gustave", "iven",
+    "iven2", "iven3", "iven4", "kaukovalta", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul",
+    "pedro", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor",
+)
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+ENGINES = ("espeak", "flite")
 SPLITS = ("train", "valid", "test")
 _SPOKEN = re.compile(r"^[A-Za-z' ,.!?;:]+$")
 
@@ -45,24 +56,27 @@ class Utterance:
     index: int
     text: str  # what espeak reads (letters and light punctuation)
     words: str  # the normalised transcript
-    voice: str  # accent+variant
-    speed: int  # words per minute
-    pitch: int  # 0-99
+    voice: str  # espeak accent+variant, or "flite:NAME"
+    speed: int  # espeak: words per minute; flite: duration stretch in percent
+    pitch: int  # espeak: 0-99; flite: mean F0 in Hz
 
     @property
     def relative_path(self) -> str:
         return f"audio/{self.split}/{self.split}-{self.index:06d}.flac"
 
 
-class SynthError(RuntimeError):
-    pass
+class SynthError(Stochw2vError):
+    """Speech synthesis cannot run (missing engine, no text, a failed utterance)."""
 
 
-def espeak_binary() -> str:
-    path = shutil.which("espeak-ng")
+def engine_binary(engine: str) -> str:
+    name = {"espeak": "espeak-ng", "flite": "flite"}.get(engine)
+    if name is None:
+        raise SynthError(f"unknown synthesis engine {engine!r}; choose from {ENGINES}")
+    path = shutil.which(name)
     if path is None:
-        raise SynthError("espeak-ng is not installed: run `make setup` (it installs espeak-ng and fortunes) "
-                         "or `apt-get install espeak-ng fortunes`")
+        raise SynthError(f"{name} is not installed: run `make setup` (it installs espeak-ng, flite and fortunes) "
+                         f"or `apt-get install {name}`")
     return path
 
 
@@ -96,9 +110,31 @@ def load_sentences(text_files: list[Path] | None = None, min_words: int = 4, max
     return sorted(sentences)
 
 
+def voice_pool(engines: tuple[str, ...]) -> dict[str, list[str]]:
+    """Every voice of each engine, in a fixed order."""
+    pool = {}
+    if "espeak" in engines:
+        pool["espeak"] = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
+    if "flite" in engines:
+        pool["flite"] = [f"flite:{v}" for v in FLITE_VOICES]
+    return pool
+
+
+def _prosody(voice: str, rng: random.Random) -> tuple[int, int]:
+    if voice.startswith("flite:"):
+        return rng.randint(80, 125), rng.randint(85, 210)  # duration stretch %, mean F0 Hz
+    return rng.randint(130, 200), rng.randint(20, 80)  # words per minute, espeak pitch
+
+
 def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int = 4,
-                valid_fraction: float = 0.05, test_fraction: float = 0.05) -> list[Utterance]:
-    """Choose every utterance (text, voice, rate, pitch) before any audio is made."""
+                valid_fraction: float = 0.05, test_fraction: float = 0.05,
+                engines: tuple[str, ...] = ("espeak",)) -> list[Utterance]:
+    """Choose every utterance (text, voice, rate, pitch) before any audio is made.
+
+    The test split's sentences never occur in train or valid, and it alternates voices never
+    heard in training (`test_voices` espeak voices, and one flite voice when flite is used) with
+    voices that were.
+    """
     rng = random.Random(seed)
     pool = sentences[:]
     rng.shuffle(pool)
@@ -107,12 +143,16 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
     by_split = {"test": pool[:n_test], "valid": pool[n_test:n_test + n_valid], "train": pool[n_test + n_valid:]}
     if not by_split["train"]:
         raise SynthError(f"only {len(pool)} usable sentences: too few for three splits")
-    voices = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
-    rng.shuffle(voices)
-    held_out, seen = voices[:test_voices], voices[test_voices:]
+    held_out, seen = [], []
+    for engine, voices in voice_pool(engines).items():
+        voices = voices[:]
+        rng.shuffle(voices)
+        count = test_voices if engine == "espeak" else 1
+        held_out += voices[:count]
+        seen += voices[count:]
 
     mean_chars = sum(len(s) for s in pool) / len(pool)
-    total = max(3, math.ceil(hours * 3600 / (mean_chars / 15.0)))  # espeak speaks about 15 chars/s
+    total = max(3, math.ceil(hours * 3600 / (mean_chars / 15.0)))  # speech runs about 15 chars/s
     counts = {"valid": max(2, round(total * valid_fraction)), "test": max(4, round(total * test_fraction))}
     counts["train"] = max(1, total - counts["valid"] - counts["test"])
     plan = []
@@ -126,22 +166,33 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
                 voice = held_out[(i // 2) % len(held_out)] if i % 2 == 0 else rng.choice(seen)
             else:
                 voice = rng.choice(seen)
-            plan.append(Utterance(split, i, text, normalize_text(text), voice, rng.randint(140, 190),
-                                  rng.randint(30, 70)))
+            speed, pitch = _prosody(voice, rng)
+            plan.append(Utterance(split, i, text, normalize_text(text), voice, speed, pitch))
     return plan
 
 
-def synthesize(utterance: Utterance, out_dir: Path, binary: str) -> tuple[Utterance, int]:
+def _command(utterance: Utterance, binaries: dict[str, str], wav: str) -> list[str]:
+    if utterance.voice.startswith("flite:"):
+        return [binaries["flite"], "-voice", utterance.voice.split(":", 1)[1],
+                "--setf", f"duration_stretch={utterance.speed / 100:.2f}",
+                "--setf", f"int_f0_target_mean={utterance.pitch}", "-t", utterance.text, "-o", wav]
+    return [binaries["espeak"], "-v", utterance.voice, "-s", str(utterance.speed), "-p", str(utterance.pitch),
+            "-w", wav, utterance.text]
+
+
+def synthesize(utterance: Utterance, out_dir: Path, binaries: dict[str, str]) -> tuple[Utterance, int]:
     """Speak one utterance, resample to 16 kHz, write FLAC; returns its sample count."""
+    import tempfile
+
     import soundfile as sf
 
-    command = [binary, "-v", utterance.voice, "-s", str(utterance.speed), "-p", str(utterance.pitch),
-               "--stdout", utterance.text]
-    result = subprocess.run(command, capture_output=True, check=False)
-    if result.returncode != 0 or not result.stdout:
-        raise SynthError(f"espeak-ng failed for {utterance.relative_path} ({utterance.voice}): "
-                         f"{result.stderr.decode(errors='replace').strip()}")
-    audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = str(Path(tmp) / "speech.wav")
+        result = subprocess.run(_command(utterance, binaries, wav), capture_output=True, check=False)
+        if result.returncode != 0 or not Path(wav).exists() or Path(wav).stat().st_size <= 44:
+            raise SynthError(f"synthesis failed for {utterance.relative_path} ({utterance.voice}): "
+                             f"{result.stderr.decode(errors='replace').strip()}")
+        audio, rate = sf.read(wav, dtype="float32")
     audio = resample(audio if audio.ndim == 1 else audio.mean(axis=1), rate, SAMPLE_RATE)
     audio = np.clip(audio, -1.0, 1.0)
     path = out_dir / utterance.relative_path
@@ -150,25 +201,28 @@ def synthesize(utterance: Utterance, out_dir: Path, binary: str) -> tuple[Uttera
     return utterance, len(audio)
 
 
-def _work(args: tuple[Utterance, Path, str]) -> tuple[Utterance, int]:
+def _work(args: tuple[Utterance, Path, dict[str, str]]) -> tuple[Utterance, int]:
     return synthesize(*args)
 
 
 def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int = 2,
-                text_files: list[Path] | None = None, progress: bool = True) -> dict:
+                text_files: list[Path] | None = None, progress: bool = True,
+                engines: tuple[str, ...] = ("espeak",)) -> dict:
     """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
     from tqdm import tqdm
 
-    if hours <= 0:
-        raise SynthError(f"--hours must be > 0, got {hours}")
+    if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
+        raise SynthError(f"--hours must be a finite number > 0, got {hours}")
+    if not engines or len(set(engines)) != len(engines):
+        raise SynthError(f"--engines must name each engine once, got {list(engines)}")
     out = Path(out_dir)
-    binary = espeak_binary()
+    binaries = {engine: engine_binary(engine) for engine in engines}
     sentences = load_sentences(text_files)
-    plan = plan_corpus(sentences, hours, seed)
+    plan = plan_corpus(sentences, hours, seed, engines=tuple(engines))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[tuple[Utterance, int]] = []
-    jobs = [(u, out, binary) for u in plan]
+    jobs = [(u, out, binaries) for u in plan]
     bar = tqdm(total=len(plan), desc="synth", unit="utt", disable=not progress)
     if workers > 1:
         with get_context("spawn").Pool(workers) as pool:
@@ -182,7 +236,8 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     bar.close()
     elapsed = time.perf_counter() - start
 
-    summary: dict = {"seed": seed, "hours_requested": hours, "sentences_available": len(sentences),
+    summary: dict = {"seed": seed, "hours_requested": hours, "engines": list(engines),
+                     "sentences_available": len(sentences),
                      "splits": {}, "voices": {}}
     for split in SPLITS:
         items = [(u, n) for u, n in results if u.split == split]
@@ -196,6 +251,6 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     summary["wall_seconds"] = round(elapsed, 1)
     summary["audio_seconds_per_second"] = round(audio_seconds / elapsed, 1)
     summary["workers"] = workers
-    (out / "corpus.json").write_text(json.dumps({**summary, "utterances": [asdict(u) for u, _ in results]},
-                                                indent=1))
+    atomic_write(out / "corpus.json", json.dumps({**summary, "utterances": [asdict(u) for u, _ in results]},
+                                                 indent=1).encode())
     return summary

@@ -20,7 +20,7 @@ def normalize_text(text: str) -> str:
     """Upper-case letters, apostrophes and single spaces, the way LibriSpeech transcripts read.
 
     Accents are stripped (CAFÉ -> CAFE), hyphens become spaces, other punctuation goes.
-    Digits and other symbols are kept so that `Vocabulary.check` can report them.
+    Digits and other symbols are kept so that `Vocabulary.unknown_characters` can report them.
     """
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
@@ -37,6 +37,10 @@ def to_letters(words: str) -> str:
     return " ".join(WORD_SEPARATOR.join(words.split()) + WORD_SEPARATOR)  # noqa: FLY002
 
 
+def _is_special(token: str) -> bool:
+    return len(token) > 1 and token.startswith("<") and token.endswith(">")
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """CTC tokens: blank (id 0), word separator '|', letters and apostrophe."""
@@ -51,7 +55,7 @@ class Vocabulary:
         return len(self.tokens)
 
     def unknown_characters(self, words: str) -> set[str]:
-        known = set(self.tokens) | {" "}
+        known = {t for t in self.tokens if not _is_special(t)} | {" "}
         return {c for c in words if c not in known}
 
     def encode(self, words: str) -> list[int]:
@@ -63,8 +67,8 @@ class Vocabulary:
         return [index[WORD_SEPARATOR if c == " " else c] for c in words.strip()]
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Token ids (already CTC-collapsed) -> words."""
-        text = "".join(self.tokens[i] for i in ids if i != self.blank_id)
+        """Token ids (already CTC-collapsed) -> words; <special> tokens (HF's <s>, <unk>) say nothing."""
+        text = "".join(self.tokens[i] for i in ids if i != self.blank_id and not _is_special(self.tokens[i]))
         return " ".join(text.replace(WORD_SEPARATOR, " ").split())
 
     def to_json(self) -> str:
@@ -72,8 +76,18 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, text: str) -> "Vocabulary":
-        data = json.loads(text)
-        tokens: Sequence[str] = data["tokens"]
+        return cls.from_tokens(json.loads(text)["tokens"])
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str]) -> "Vocabulary":
+        """Checked: blank first, the word separator present, single characters, no repeats."""
+        tokens = tuple(tokens)
         if not tokens or tokens[0] != BLANK:
-            raise ValueError("vocabulary must start with the blank token")
-        return cls(tuple(tokens))
+            raise ValueError(f"the vocabulary must start with the blank token {BLANK!r}")
+        if WORD_SEPARATOR not in tokens:
+            raise ValueError(f"the vocabulary has no word separator {WORD_SEPARATOR!r}")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("the vocabulary repeats a token")
+        if any(len(t) != 1 and not _is_special(t) for t in tokens[1:]):
+            raise ValueError("every token but the blank and <special> ones must be one character")
+        return cls(tokens)

@@ -1,1 +1,1 @@
-"""Measuring models: compute profiles now, WER-versus-compute evaluation later."""
+"""Measuring models: error rates with intervals, time and compute per setting, decoding."""

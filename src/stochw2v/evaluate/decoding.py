@@ -1,51 +1,98 @@
-"""CTC decoding: greedy (batched, padding-aware) and beam search with an optional KenLM n-gram LM."""
+"""CTC decoding: greedy (batched, padding-aware) and beam search with an optional n-gram LM.
+
+Beam search is pyctcdecode's; the LM is any ARPA or KenLM binary file (`stochw2v lm build` writes
+one). The LM is checked before decoding starts: readable, and spelled in the model's characters.
+"""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from ..data.text import Vocabulary
+from ..data.text import BLANK, WORD_SEPARATOR, Vocabulary
+from ..errors import ConfigError, MissingFileError
+from ..model.ctc import greedy_decode
 
+__all__ = ["BeamDecoder", "arpa_unigrams", "greedy_decode", "load_kenlm"]
 
-def greedy_decode(logits: Tensor, lengths: Tensor, vocabulary: Vocabulary) -> list[str]:
-    """Best token per frame, repeats merged, blanks dropped; frames past each length ignored."""
-    best = logits.argmax(-1).cpu()
-    texts = []
-    for row, length in zip(best, lengths.tolist()):
-        tokens = row[:length]
-        keep = torch.ones_like(tokens, dtype=torch.bool)
-        keep[1:] = tokens[1:] != tokens[:-1]
-        texts.append(vocabulary.decode(tokens[keep].tolist()))
-    return texts
+LM_FILE = "lm.arpa"
 
 
 class BeamDecoder:
-    """pyctcdecode's beam search; with `lm` (an ARPA or KenLM binary file) it adds LM scores.
+    """Beam search over CTC outputs; with `lm`, shallow fusion with an n-gram LM.
 
-    lm_weight is pyctcdecode's alpha, word_bonus its beta (added per word).
+    lm_weight is pyctcdecode's alpha (LM log-probability scale), word_score its beta (added per word).
     """
 
     def __init__(self, vocabulary: Vocabulary, beam_width: int = 50, lm: str | Path | None = None,
-                 lm_weight: float = 0.5, word_bonus: float = 1.0) -> None:
-        try:
-            from pyctcdecode import build_ctcdecoder
-        except ImportError:
-            raise ValueError("beam search needs pyctcdecode (pip install pyctcdecode)") from None
+                 lm_weight: float = 0.5, word_score: float = 1.0) -> None:
+        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+            raise ConfigError(f"--beam must be an integer >= 1, got {beam_width!r}")
+        from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
+
+        labels = ["" if t == BLANK else " " if t == WORD_SEPARATOR else t for t in vocabulary.tokens]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyctcdecode's notes on label spelling
+            alphabet = Alphabet.build_alphabet(labels)
+        language_model = None
         if lm is not None:
-            if not Path(lm).exists():
-                raise FileNotFoundError(f"{lm}: language model file not found")
-            try:
-                import kenlm  # noqa: F401
-            except ImportError:
-                raise ValueError("an n-gram LM needs kenlm (pip install kenlm)") from None
-        labels = ["" if t == "<blank>" else " " if t == "|" else t for t in vocabulary.tokens]
+            path, model = load_kenlm(Path(lm))
+            unigrams = arpa_unigrams(path) if path.suffix == ".arpa" else None
+            if unigrams is not None:
+                check_lm_alphabet(path, unigrams, vocabulary)
+            language_model = LanguageModel(model, unigrams, alpha=lm_weight, beta=word_score)
         self.beam_width = beam_width
-        self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm) if lm else None, alpha=lm_weight,
-                                        beta=word_bonus)
+        self.decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
     def __call__(self, logits: Tensor, lengths: Tensor) -> list[str]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()
         return [" ".join(self.decoder.decode(lp[:n], beam_width=self.beam_width).split())
                 for lp, n in zip(log_probs, lengths.tolist())]
+
+
+def load_kenlm(path: Path):
+    """(file, kenlm.Model) from an ARPA or binary file, or a folder holding lm.arpa; clear errors otherwise."""
+    if path.is_dir():
+        path = path / LM_FILE
+    if not path.exists():
+        raise MissingFileError(f"{path}: language model file not found")
+    try:
+        import kenlm
+    except ImportError:
+        raise ConfigError("an n-gram LM needs kenlm (pip install kenlm)") from None
+    try:
+        return path, kenlm.Model(str(path))
+    except Exception as error:  # noqa: BLE001 - kenlm raises OSError or its own exception types
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{path}: not a readable ARPA or KenLM binary language model ({detail})") from None
+
+
+def arpa_unigrams(path: Path) -> list[str]:
+    """The words of an ARPA file's 1-gram section (pyctcdecode scores partial words against them)."""
+    words, inside = [], False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if line == "\\1-grams:":
+                inside = True
+            elif inside and line.startswith("\\"):
+                break
+            elif inside and line:
+                parts = line.split("\t")
+                if len(parts) >= 2 and parts[1] not in ("<s>", "</s>", "<unk>"):
+                    words.append(parts[1])
+    return words
+
+
+def check_lm_alphabet(path: Path, words: list[str], vocabulary: Vocabulary) -> None:
+    """An LM spelled in other characters (lower case, another script) would silently never match."""
+    letters = {t for t in vocabulary.tokens if len(t) == 1} - {WORD_SEPARATOR}
+    foreign = sorted({c for w in words for c in w} - letters)
+    if not words:
+        raise ConfigError(f"{path}: the LM lists no words")
+    if foreign:
+        outside = sum(any(c not in letters for c in w) for w in words)
+        raise ConfigError(f"{path}: {outside} of the LM's {len(words)} words use characters the model cannot "
+                          f"emit: {''.join(foreign[:20])!r} (the model spells {''.join(sorted(letters))!r}); "
+                          "build the LM from normalised transcripts (stochw2v lm build)")

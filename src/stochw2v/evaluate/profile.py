@@ -1,16 +1,13 @@
 """`stochw2v profile`: MACs and measured encoder time for each compression setting."""
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from ..model import Compression, Encoder, EncoderConfig, count_macs
-
-DEFAULT_SETTINGS = "s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2"
+from ..audio import SAMPLE_RATE
+from ..model import Compression, Encoder, count_macs
+from .timing import interleaved_medians
 
 
 @dataclass
@@ -24,51 +21,23 @@ class ProfileRow:
     relative_time: float
 
 
-def parse_settings(text: str) -> list[Compression]:
-    """'s=1;s=2,kv=2' -> settings, in order, duplicates removed."""
-    settings = [Compression.parse(part) for part in text.split(";") if part.strip()]
-    if not settings:
-        raise ValueError("no compression settings given")
-    return list(dict.fromkeys(settings))
-
-
-def time_call(fn, repeats: int) -> float:
-    """Median seconds of `fn()` over `repeats` runs, after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def profile(model: Encoder, settings: list[Compression], seconds: float = 10.0, repeats: int = 3,
-            seed: int = 0, progress: bool = True) -> list[ProfileRow]:
-    """Time `model` on `seconds` of noise per setting, settings interleaved over repeats."""
+            seed: int = 0, batch: int = 1) -> list[ProfileRow]:
+    """Time `model` on `seconds` of noise per setting (batch items of equal length), interleaved."""
     model.eval()
     for setting in settings:
         model.resolve(setting)
-    audio = torch.randn(1, int(seconds * 16_000), generator=torch.Generator().manual_seed(seed))
-    times: dict[Compression, list[float]] = {s: [] for s in settings}
+    device = next(model.parameters()).device
+    audio = torch.randn(batch, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(seed)).to(device)
     with torch.inference_mode():
-        for setting in settings:  # warm-up
-            model.encode(audio, compression=setting)
-        steps = tqdm(total=repeats * len(settings), desc="profile", disable=not progress, leave=False)
-        for _ in range(repeats):
-            for setting in settings:
-                start = time.perf_counter()
-                model.encode(audio, compression=setting)
-                times[setting].append(time.perf_counter() - start)
-                steps.update()
-        steps.close()
+        medians = interleaved_medians({s: (lambda s=s: model.encode(audio, compression=s)) for s in settings},
+                                      repeats)
     rows = []
-    baseline = statistics.median(times[settings[0]])
+    baseline = medians[settings[0]]
     for setting in settings:
         macs = count_macs(model, setting, seconds)
-        median = statistics.median(times[setting])
         rows.append(ProfileRow(str(setting), macs.conv_encoder / 1e9, macs.transformer / 1e9, macs.rest / 1e9,
-                               macs.total / 1e9, median, median / baseline))
+                               macs.total / 1e9, medians[setting], medians[setting] / baseline))
     return rows
 
 
@@ -82,8 +51,4 @@ def format_table(rows: list[ProfileRow], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def preset(name: str) -> EncoderConfig:
-    presets = {"base": EncoderConfig.base, "large": EncoderConfig.large, "tiny": EncoderConfig.tiny}
-    if name not in presets:
-        raise ValueError(f"unknown model size {name!r}; choose from {sorted(presets)}")
-    return presets[name]()
+__all__ = ["ProfileRow", "format_table", "profile"]

@@ -1,27 +1,33 @@
 """`stochw2v evaluate`: WER, CER, time and compute of every setting of one or more recognisers.
 
-Settings are timed in the same process, interleaved over repeats after a warm-up, so their
-times compare. Writes results.json, results.md and tradeoff.png (WER and CER against relative
-inference time, one curve per model, each metric's Pareto front marked).
+Timing protocol (stated in every output): audio is decoded into batches once; every
+(model, setting) first runs one full untimed pass over all batches; then `repeats` timed passes
+follow with the settings interleaved, and the median is reported. Encoder time (the model's
+forward, CTC head included) and decoding time (greedy or beam search) are measured separately;
+relative time compares encoder times. WER and CER come with 95% bootstrap intervals over
+utterances, so a reader can tell which differences are noise.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
-from ..model.checkpoint import count_parameters
+from ..audio import SAMPLE_RATE
+from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader, normalize_text
+from ..data.error_rates import ErrorCounts, error_rates, utterance_errors
+from ..errors import ConfigError, ManifestError
 from ..model.compression import Compression
 from ..model.ctc import CTCModel
+from ..model.loading import count_parameters
 from ..model.macs import count_macs
 from .decoding import BeamDecoder, greedy_decode
-from .metrics import error_rates
+from .statistics import bootstrap_interval
+from .timing import Clock, interleave, thread_note
 
 DEFAULT_SQUEEZES = ("s=1", "s=2", "s=3", "s=4")
 
@@ -31,98 +37,159 @@ class SettingResult:
     model: str
     setting: str
     wer: float
+    wer_low: float  # 95% bootstrap interval over utterances
+    wer_high: float
     cer: float
-    seconds: float  # total inference time over the manifest (median over repeats)
-    rtf: float  # seconds / audio seconds
-    relative_time: float  # against the first model's first setting
+    cer_low: float
+    cer_high: float
+    encoder_seconds: float  # median over repeats, whole manifest, forward incl. the CTC head
+    decode_seconds: float  # median over repeats, whole manifest
+    rtf: float  # encoder seconds / audio seconds
+    relative_time: float  # encoder seconds against the first row's
     gmacs_per_audio_second: float
     parameters: int
     utterances: int
+    trained: bool  # the model's training distribution draws this setting
+    decoder: str = "greedy"
+
+
+@dataclass
+class Evaluation:
+    rows: list[SettingResult]
+    hypotheses: dict[str, dict[str, dict[str, str]]]  # model -> setting -> utterance id -> text
+    utterance_counts: dict[str, dict[str, list[ErrorCounts]]] = field(default_factory=dict)
+    protocol: str = ""
 
 
 def default_settings(model: CTCModel) -> list[Compression]:
-    """s=1..4 plus the pooling settings the model was trained with, where the model can run them."""
-    candidates = [Compression.parse(s) for s in DEFAULT_SQUEEZES + tuple(model.trained_settings)]
+    """The settings the model was trained on (its policy's representatives); s=1..4 where unknown."""
+    trained = model.trained_settings
+    candidates = [Compression.parse(s) for s in (trained or DEFAULT_SQUEEZES)]
     runnable = []
     for setting in dict.fromkeys(candidates):
         try:
-            model.encoder.resolve(setting)
-        except ValueError:
+            model.encoder.config.resolve(setting)
+        except ConfigError:
             continue
         runnable.append(setting)
     return runnable
 
 
-def _decode_all(model: CTCModel, loader, setting: Compression, decoder) -> tuple[dict[str, str], float]:
-    """Hypotheses by utterance id, and the seconds spent in the model and decoder."""
-    hypotheses, elapsed = {}, 0.0
+def prepare_references(manifest: Manifest, models: dict[str, CTCModel]) -> dict[str, str]:
+    """References by utterance id, normalised as training normalises them; characters a model
+    cannot emit are refused (they would count as errors no model could avoid)."""
+    if not manifest.has_labels:
+        raise ManifestError(f"{manifest.source}: evaluation needs transcripts (.wrd)")
+    references = {manifest.utterance_id(i): normalize_text(manifest.words[i]) for i in range(len(manifest))}
+    for name, model in models.items():
+        bad = {utt: "".join(sorted(model.vocabulary.unknown_characters(text))) for utt, text in references.items()
+               if model.vocabulary.unknown_characters(text)}
+        if bad:
+            listed = ", ".join(f"{utt} ({chars!r})" for utt, chars in list(bad.items())[:5])
+            raise ManifestError(f"{manifest.source}: {len(bad)} references hold characters model {name} cannot emit: "
+                                f"{listed}{' ...' if len(bad) > 5 else ''}")
+    return references
+
+
+def _decode_pass(model: CTCModel, batches: list[Batch], setting: Compression, decoder, clock: Clock):
+    """Hypotheses by utterance id, encoder seconds and decoding seconds of one pass."""
+    hypotheses, encoder_s, decode_s = {}, 0.0, 0.0
+    cuda = next(model.parameters()).device.type == "cuda"
     with torch.inference_mode():
-        for batch in loader:
-            start = time.perf_counter()
+        for batch in batches:
+            start = clock()
             out = model(batch.waveforms, batch.lengths, setting)
+            if cuda:
+                torch.cuda.synchronize()
+            middle = clock()
             texts = decoder(out.logits, out.lengths) if decoder else greedy_decode(out.logits, out.lengths,
                                                                                    model.vocabulary)
-            elapsed += time.perf_counter() - start
+            decode_s += clock() - middle
+            encoder_s += middle - start
             hypotheses.update(zip(batch.ids, texts))
-    return hypotheses, elapsed
+    return hypotheses, encoder_s, decode_s
 
 
-def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: list[Compression] | None = None,
-                    repeats: int = 1, max_samples: int = 1_600_000, beam: dict | None = None,
-                    progress: bool = True) -> tuple[list[SettingResult], dict[str, dict[str, dict[str, str]]]]:
-    """Every model at every setting; returns the rows and the hypotheses (model -> setting -> id -> text)."""
-    if not manifest.has_labels:
-        raise ValueError(f"{manifest.source}: evaluation needs transcripts (.wrd)")
-    references = {manifest.utterance_id(i): manifest.words[i] for i in range(len(manifest))}
-    per_model = {name: settings or default_settings(model) for name, model in models.items()}
+def _check_settings(models: dict[str, CTCModel], per_model: dict[str, list[Compression]]) -> None:
     for name, model in models.items():
         model.eval()
         for setting in per_model[name]:
             try:
-                model.encoder.resolve(setting)
-            except ValueError as error:
-                raise ValueError(f"{name}: {error}") from None
+                model.encoder.config.resolve(setting)
+            except ConfigError as error:
+                raise ConfigError(f"{name}: {error}") from None
+
+
+def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: list[Compression] | None = None,
+                    repeats: int = 3, max_samples: int = 1_600_000, beam: dict | None = None,
+                    progress: bool = True, clock: Clock = time.perf_counter) -> Evaluation:
+    """Every model at every setting, timed by the protocol in the module docstring."""
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    references = prepare_references(manifest, models)
+    per_model = {name: settings or default_settings(model) for name, model in models.items()}
+    _check_settings(models, per_model)
     dataset = AudioDataset(manifest)
     sampler = BucketBatchSampler(dataset.sizes(), max(max_samples, max(manifest.num_samples)), shuffle=False)
-    batches = list(make_loader(dataset, sampler))  # decode audio once; only the model is timed
+    device = {name: next(m.parameters()).device for name, m in models.items()}
+    batches = {name: [b.to(device[name]) for b in make_loader(dataset, sampler)] for name in models}
+    decoders = {name: BeamDecoder(m.vocabulary, **beam) if beam else None for name, m in models.items()}
+
+    keys = [(name, s) for name in models for s in per_model[name]]
+    bar = tqdm(total=(repeats + 1) * len(keys), desc="evaluate", disable=not progress, leave=False)
+
+    def job(name: str, setting: Compression) -> Callable[[], tuple]:
+        def run() -> tuple:
+            result = _decode_pass(models[name], batches[name], setting, decoders[name], clock)
+            bar.update()
+            return result
+        return run
+
+    runs = interleave({key: job(*key) for key in keys}, repeats, warmup=1)
+    bar.close()
+    return _summarise(models, manifest, references, runs, beam)
+
+
+def _summarise(models: dict[str, CTCModel], manifest: Manifest, references: dict[str, str],
+               runs: dict[tuple[str, Compression], list[tuple]], beam: dict | None) -> Evaluation:
     audio_seconds = manifest.total_seconds
     mean_seconds = audio_seconds / len(manifest)
-
-    times: dict[tuple[str, Compression], list[float]] = {}
-    hypotheses: dict[str, dict[str, dict[str, str]]] = {name: {} for name in models}
-    jobs = [(name, s) for name in models for s in per_model[name]]
-    decoders = {name: BeamDecoder(m.vocabulary, **beam) if beam else None for name, m in models.items()}
-    for name, setting in jobs:  # warm-up
-        _decode_all(models[name], batches[:1], setting, decoders[name])
-    bar = tqdm(total=repeats * len(jobs), desc="evaluate", disable=not progress, leave=False)
-    for _ in range(repeats):
-        for name, setting in jobs:
-            texts, seconds = _decode_all(models[name], batches, setting, decoders[name])
-            times.setdefault((name, setting), []).append(seconds)
-            hypotheses[name][str(setting)] = texts
-            bar.update()
-    bar.close()
-
-    rows = []
-    baseline = statistics.median(times[jobs[0]])
-    for name, setting in jobs:
-        texts = hypotheses[name][str(setting)]
-        counts = error_rates(list(references.values()), [texts[utt] for utt in references])
-        seconds = statistics.median(times[(name, setting)])
-        macs = count_macs(models[name].encoder, setting, mean_seconds).total
-        macs += models[name].encoder.num_frames(int(mean_seconds * 16000)) * models[name].head.weight.numel()
-        rows.append(SettingResult(name, str(setting), counts.wer, counts.cer, seconds, seconds / audio_seconds,
-                                  seconds / baseline, macs / mean_seconds / 1e9,
-                                  count_parameters(models[name]), len(manifest)))
-    return rows, hypotheses
+    order = list(references)
+    baseline = statistics.median(r[1] for r in runs[next(iter(runs))])
+    evaluation = Evaluation([], {name: {} for name in models}, {name: {} for name in models})
+    for (name, setting), results in runs.items():
+        model, texts = models[name], results[-1][0]
+        hyps = [texts[utt] for utt in order]
+        counts = utterance_errors([references[u] for u in order], hyps)
+        total = error_rates([references[u] for u in order], hyps)
+        encoder_s = statistics.median(r[1] for r in results)
+        decode_s = statistics.median(r[2] for r in results)
+        macs = count_macs(model.encoder, setting, mean_seconds).total
+        macs += model.encoder.num_frames(int(mean_seconds * SAMPLE_RATE)) * model.head.weight.numel()
+        evaluation.rows.append(SettingResult(
+            name, str(setting), total.wer, *bootstrap_interval(counts, "wer"), total.cer,
+            *bootstrap_interval(counts, "cer"), encoder_s, decode_s, encoder_s / audio_seconds,
+            encoder_s / baseline, macs / mean_seconds / 1e9, count_parameters(model), len(manifest),
+            model.config.was_trained_on(setting), "greedy" if not beam else f"beam {beam.get('beam_width', 50)}"
+            + (" + LM" if beam.get("lm") else "")))
+        evaluation.hypotheses[name][str(setting)] = texts
+        evaluation.utterance_counts[name][str(setting)] = counts
+    first = evaluation.rows[0]
+    evaluation.protocol = (f"{thread_note()}; one untimed pass per setting, then {len(next(iter(runs.values())))} "
+                           f"interleaved timed passes, median; relative time = encoder time / "
+                           f"{first.model} {first.setting}'s; 95% bootstrap intervals over {len(order)} utterances")
+    return evaluation
 
 
 def markdown_table(rows: list[SettingResult]) -> str:
-    lines = ["| model | setting | WER | CER | time (s) | RTF | relative time | GMACs / audio s | params |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | setting | WER [95% CI] | CER [95% CI] | encoder s | decode s | RTF | relative time | "
+             "GMACs / audio s | params |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.model} | {r.setting} | {r.wer:.3f} | {r.cer:.3f} | {r.seconds:.2f} | {r.rtf:.4f} | "
-                     f"{r.relative_time:.2f} | {r.gmacs_per_audio_second:.2f} | {r.parameters / 1e6:.1f}M |")
+        flag = "" if r.trained else " (untrained)"
+        lines.append(f"| {r.model} | {r.setting}{flag} | {r.wer:.3f} [{r.wer_low:.3f}, {r.wer_high:.3f}] | "
+                     f"{r.cer:.3f} [{r.cer_low:.3f}, {r.cer_high:.3f}] | {r.encoder_seconds:.2f} | "
+                     f"{r.decode_seconds:.2f} | {r.rtf:.4f} | {r.relative_time:.2f} | "
+                     f"{r.gmacs_per_audio_second:.2f} | {r.parameters / 1e6:.1f}M |")
     return "\n".join(lines)
 
 
@@ -135,41 +202,12 @@ def pareto_front(rows: list[SettingResult], metric: str = "wer") -> list[Setting
     return front
 
 
-def plot_tradeoff(rows: list[SettingResult], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # WER and CER side by side: a small model's WER sits near 1 while its CER still separates settings
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, metric, label in zip(axes, ("wer", "cer"), ("word error rate", "character error rate")):
-        for name in dict.fromkeys(r.model for r in rows):
-            mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
-            ax.plot([r.relative_time for r in mine], [getattr(r, metric) for r in mine], "o-", label=name)
-            for r in mine:
-                ax.annotate(r.setting, (r.relative_time, getattr(r, metric)), textcoords="offset points",
-                            xytext=(4, 4), fontsize=7)
-        front = pareto_front(rows, metric)
-        ax.plot([r.relative_time for r in front], [getattr(r, metric) for r in front], "k--", lw=1,
-                label="Pareto front")
-        ax.scatter([r.relative_time for r in front], [getattr(r, metric) for r in front], s=90,
-                   facecolors="none", edgecolors="k")
-        ax.set_xlabel(f"inference time relative to {rows[0].model} {rows[0].setting}")
-        ax.set_ylabel(label)
-        ax.set_title(f"{metric.upper()} against inference time, per setting")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def results_payload(evaluation: Evaluation, extra: dict | None = None) -> dict:
+    rows = evaluation.rows
+    return {"protocol": evaluation.protocol, "rows": [asdict(r) for r in rows],
+            "pareto_front": {m: [(r.model, r.setting) for r in pareto_front(rows, m)] for m in ("wer", "cer")},
+            "hypotheses": evaluation.hypotheses, **(extra or {})}
 
 
-def write_results(rows: list[SettingResult], hypotheses: dict, out: Path, extra: dict | None = None) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    payload = {"rows": [asdict(r) for r in rows], "pareto_front": [(r.model, r.setting) for r in pareto_front(rows)],
-               "hypotheses": hypotheses, **(extra or {})}
-    (out / "results.json").write_text(json.dumps(payload, indent=1))
-    (out / "results.md").write_text(markdown_table(rows) + "\n")
-    plot_tradeoff(rows, out / "tradeoff.png")
+__all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "default_settings", "evaluate_models",
+           "markdown_table", "pareto_front", "prepare_references", "results_payload"]

@@ -10,17 +10,19 @@ A `Compression` says how hard one call squeezes the encoder:
 * ``kv5=3``    key-value pooling in layer 5 only (overrides ``kv=`` for that layer).
 
 Parts are joined by commas (``s=2,q7=2,kv=2``); the empty string and ``s=1`` are plain W2V2.
-`StochasticPolicy` draws one setting per update, the same on every rank.
+`policy.StochasticPolicy` draws one setting per training update.
 """
 from __future__ import annotations
 
 import math
-import random
 import re
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Union
+
+from ..errors import ConfigError
 
 _PART = re.compile(r"^(s|q|kv)(\d*)=(\d+)$")
+MAX_FACTOR = 4096  # 82 s of 20 ms frames in one pooled position: anything larger is a typo, not a setting
 
 
 @dataclass(frozen=True)
@@ -35,16 +37,20 @@ class Compression:
     def __post_init__(self) -> None:
         for name, value in (("squeeze", self.squeeze), ("kv", self.kv_pool)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"compression {name} factor must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"compression {name} factor must be an integer >= 1, got {value!r}")
+        largest = max([self.squeeze, self.kv_pool] + [f for _, f in self.query_pool + self.kv_pool_layers])
+        if largest > MAX_FACTOR:
+            raise ConfigError(f"compression factor {largest} is larger than {MAX_FACTOR}: one pooled position "
+                              f"would span over {MAX_FACTOR // 50} s of audio")
         for name, pairs in (("query pooling", self.query_pool), ("kv pooling", self.kv_pool_layers)):
             layers = [layer for layer, _ in pairs]
             if len(set(layers)) != len(layers):
-                raise ValueError(f"compression names {name} twice for one layer: {pairs}")
+                raise ConfigError(f"compression names {name} twice for one layer: {pairs}")
             for layer, factor in pairs:
                 if layer < 1:
-                    raise ValueError(f"compression {name} layer must be >= 1 (layers count from 1), got {layer}")
+                    raise ConfigError(f"compression {name} layer must be >= 1 (layers count from 1), got {layer}")
                 if factor < 1:
-                    raise ValueError(f"compression {name} factor must be >= 1, got {factor} at layer {layer}")
+                    raise ConfigError(f"compression {name} factor must be >= 1, got {factor} at layer {layer}")
         object.__setattr__(self, "query_pool", tuple(sorted((l, f) for l, f in self.query_pool if f > 1)))
         object.__setattr__(self, "kv_pool_layers", tuple(sorted(self.kv_pool_layers)))
 
@@ -57,7 +63,7 @@ class Compression:
         if isinstance(text, Compression):
             return text
         if not isinstance(text, str):
-            raise ValueError(f"compression must be a string like 's=2,q7=2', got {type(text).__name__}")
+            raise ConfigError(f"compression must be a string like 's=2,q7=2', got {type(text).__name__}")
         squeeze, kv_all = 1, 1
         queries: dict[int, int] = {}
         kv_layers: dict[int, int] = {}
@@ -67,31 +73,41 @@ class Compression:
                 continue
             match = _PART.match(raw)
             if not match:
-                raise ValueError(
+                raise ConfigError(
                     f"invalid compression part {raw!r} in {text!r}: expected s=N, qL=N, kv=N or kvL=N "
                     "(L a layer counted from 1, N an integer factor >= 1)"
                 )
             kind, layer_text, factor_text = match.groups()
             key = kind + layer_text
             if key in seen:
-                raise ValueError(f"compression {text!r} gives {key} twice")
+                raise ConfigError(f"compression {text!r} gives {key} twice")
             seen.add(key)
             factor = int(factor_text)
             if factor < 1:
-                raise ValueError(f"compression factor must be >= 1, got {raw!r} in {text!r}")
+                raise ConfigError(f"compression factor must be >= 1, got {raw!r} in {text!r}")
             if kind == "s":
                 if layer_text:
-                    raise ValueError(f"squeeze takes no layer: {raw!r} in {text!r} (write s=N)")
+                    raise ConfigError(f"squeeze takes no layer: {raw!r} in {text!r} (write s=N)")
                 squeeze = factor
             elif kind == "q":
                 if not layer_text:
-                    raise ValueError(f"query pooling needs a layer: {raw!r} in {text!r} (write e.g. q7=2)")
+                    raise ConfigError(f"query pooling needs a layer: {raw!r} in {text!r} (write e.g. q7=2)")
                 queries[int(layer_text)] = factor
             elif layer_text:
                 kv_layers[int(layer_text)] = factor
             else:
                 kv_all = factor
         return cls(squeeze, tuple(queries.items()), kv_all, tuple(kv_layers.items()))
+
+    @classmethod
+    def parse_list(cls, text: str) -> list["Compression"]:
+        """'s=1;s=2,kv=2' -> settings in order, duplicates removed (the CLI's --settings)."""
+        if not isinstance(text, str):
+            raise ConfigError(f"settings must be a string like 's=1;s=2', got {type(text).__name__}")
+        settings = [cls.parse(part) for part in text.split(";") if part.strip()]
+        if not settings:
+            raise ConfigError("no compression settings given (write them as 's=1;s=2,kv=2')")
+        return list(dict.fromkeys(settings))
 
     def __str__(self) -> str:
         parts = [f"s={self.squeeze}"]
@@ -125,7 +141,7 @@ class Compression:
         for name, pairs in (("query pooling", self.query_pool), ("kv pooling", self.kv_pool_layers)):
             for layer, _ in pairs:
                 if layer > num_layers:
-                    raise ValueError(
+                    raise ConfigError(
                         f"compression {self}: {name} at layer {layer}, but the model has {num_layers} layers"
                     )
         limit = max(1, max_upsample)
@@ -134,92 +150,22 @@ class Compression:
                 detail = "this model has no upsampler (a plain wav2vec 2.0 checkpoint runs s=1 without query pooling only)"
             else:
                 detail = f"the model's upsampler covers total factors up to {max_upsample}"
-            raise ValueError(
+            raise ConfigError(
                 f"compression {self} pools the sequence by {self.total_factor} in total, but {detail}"
             )
-        if num_frames is not None and num_frames < self.total_factor:
-            raise ValueError(
-                f"compression {self} needs at least {self.total_factor} frames "
-                f"({self.total_factor * 20} ms of audio) but an input has only {num_frames}"
+        if num_frames is not None and num_frames < max(self.total_factor, self.largest_kv_factor):
+            needed = max(self.total_factor, self.largest_kv_factor)
+            raise ConfigError(
+                f"compression {self} needs at least {needed} frames "
+                f"({needed * 20} ms of audio) but an input has only {num_frames}"
             )
+
+    @property
+    def largest_kv_factor(self) -> int:
+        return max([self.kv_pool] + [f for _, f in self.kv_pool_layers])
 
 
 CompressionLike = Union[str, Compression, None]
 
 
-@dataclass(frozen=True)
-class StochasticPolicy:
-    """Samples a compression setting uniformly from configured sets, once per update.
-
-    Every part is drawn independently and uniformly: the squeeze factor from `squeeze`,
-    a query pooling layer from `query_layers` (none if empty) with a factor from
-    `query_factors`, and a key-value factor (for every layer) from `kv_factors`.
-    The draw depends only on (`seed`, update number), so every rank of a distributed run
-    gets the same setting for the same update without communicating.
-    A fixed setting is the same policy with one-element sets.
-    """
-
-    squeeze: tuple[int, ...] = (1, 2, 3, 4)
-    query_layers: tuple[int, ...] = ()
-    query_factors: tuple[int, ...] = (1,)
-    kv_factors: tuple[int, ...] = (1,)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("squeeze", "query_layers", "query_factors", "kv_factors"):
-            values = tuple(int(v) for v in getattr(self, name))
-            object.__setattr__(self, name, values)
-            if name != "query_layers" and not values:
-                raise ValueError(f"policy {name} must hold at least one factor")
-            if any(v < 1 for v in values):
-                raise ValueError(f"policy {name} values must be >= 1, got {values}")
-
-    @classmethod
-    def fixed(cls, compression: CompressionLike, seed: int = 0) -> "StochasticPolicy":
-        """A policy that always returns `compression` (one query pooling layer at most)."""
-        c = Compression.parse(compression)
-        if len(c.query_pool) > 1 or c.kv_pool_layers:
-            raise ValueError(f"a policy holds one query pooling layer and one kv factor; {c} does not fit")
-        layers = tuple(layer for layer, _ in c.query_pool)
-        factors = tuple(factor for _, factor in c.query_pool) or (1,)
-        return cls((c.squeeze,), layers, factors, (c.kv_pool,), seed)
-
-    def _make(self, squeeze: int, layer: int | None, q_factor: int, kv: int) -> Compression:
-        query = ((layer, q_factor),) if layer is not None else ()
-        return Compression(squeeze, query, kv)
-
-    def sample(self, update: int) -> Compression:
-        """The setting for `update`: the same on every process for the same seed."""
-        rng = random.Random(f"stochw2v-policy:{self.seed}:{int(update)}")
-        squeeze = rng.choice(self.squeeze)
-        layer = rng.choice(self.query_layers) if self.query_layers else None
-        q_factor = rng.choice(self.query_factors)
-        kv = rng.choice(self.kv_factors)
-        return self._make(squeeze, layer, q_factor, kv)
-
-    def settings(self) -> list[Compression]:
-        """Every distinct setting the policy can return, in a stable order."""
-        layers: Iterable[int | None] = self.query_layers or (None,)
-        seen: dict[Compression, None] = {}
-        for s in self.squeeze:
-            for layer in layers:
-                for q in self.query_factors:
-                    for kv in self.kv_factors:
-                        seen.setdefault(self._make(s, layer, q, kv))
-        return list(seen)
-
-    def check(self, num_layers: int, max_upsample: int) -> None:
-        for setting in self.settings():
-            setting.check(num_layers, max_upsample)
-
-    def to_dict(self) -> dict:
-        return {
-            "squeeze": list(self.squeeze),
-            "query_layers": list(self.query_layers),
-            "query_factors": list(self.query_factors),
-            "kv_factors": list(self.kv_factors),
-            "seed": self.seed,
-        }
-
-
-__all__ = ["Compression", "CompressionLike", "StochasticPolicy"]
+__all__ = ["Compression", "CompressionLike"]

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+from ..errors import ConfigError
+from .compression import Compression, CompressionLike
+from .policy import StochasticPolicy
 
 ConvLayer = tuple[int, int, int]  # (channels, kernel, stride)
 
@@ -56,6 +60,8 @@ class EncoderConfig:
     normalize_waveform: bool = False
     # the setting used when a call names none: "s=1" for W2V2, SEW checkpoints their own squeeze
     default_compression: str = "s=1"
+    # what the weights were trained on (a StochasticPolicy as a dict); None: unknown (no warnings)
+    trained_policy: dict | None = None
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
@@ -88,14 +94,34 @@ class EncoderConfig:
         for name in ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
-        from .compression import Compression
-
         try:
             Compression.parse(self.default_compression)
-        except ValueError as error:
+        except ConfigError as error:
             problems.append(f"default_compression: {error}")
+        if self.trained_policy is not None:
+            try:
+                StochasticPolicy.from_dict(self.trained_policy)
+            except (ConfigError, TypeError) as error:
+                problems.append(f"trained_policy: {error}")
         if problems:
-            raise ValueError("invalid encoder config: " + "; ".join(problems))
+            raise ConfigError("invalid encoder config: " + "; ".join(problems))
+
+    # ----------------------------------------------------------- settings
+    def resolve(self, compression: CompressionLike) -> Compression:
+        """Parse `compression` (None: this model's default) and check these weights can run it."""
+        setting = Compression.parse(self.default_compression if compression is None else compression)
+        setting.check(self.num_layers, self.max_upsample)
+        return setting
+
+    @property
+    def policy(self) -> StochasticPolicy | None:
+        """The training distribution the weights remember (None when unknown)."""
+        return None if self.trained_policy is None else StochasticPolicy.from_dict(self.trained_policy)
+
+    def was_trained_on(self, setting: Compression) -> bool:
+        """False only when the training distribution is known and never draws `setting`."""
+        policy = self.policy
+        return policy is None or policy.covers(setting, self.num_layers)
 
     # ----------------------------------------------------------- derived sizes
     @property
@@ -134,43 +160,78 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EncoderConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"an encoder config is a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown encoder config keys: {unknown}")
-        return cls(**d)
+            raise ConfigError(f"unknown encoder config keys: {unknown}")
+        numbers = ("dim", "num_layers", "num_heads", "ffn_dim", "pos_conv_kernel", "pos_conv_groups", "max_upsample")
+        for name in numbers:
+            if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int)):
+                raise ConfigError(f"encoder config {name} must be an integer, got {d[name]!r}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"invalid encoder config: {error}") from None
 
     # ---------------------------------------------------------------- presets
     @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "EncoderConfig":
+        """A named preset (see PRESETS) with fields overridden."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown model size {name!r}; choose from {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name](), **overrides})
+
+    @classmethod
     def base(cls, **overrides: Any) -> "EncoderConfig":
-        """W2V2 base size (95M) with an upsampler, so it runs every setting up to total factor 8."""
-        return cls(**{"max_upsample": 8, **overrides})
+        return cls.preset("base", **overrides)
 
     @classmethod
     def large(cls, **overrides: Any) -> "EncoderConfig":
-        """W2V2 large (LV-60 style: layer-norm conv encoder, pre-LN transformer)."""
-        values: dict[str, Any] = dict(
-            conv_norm="layer", conv_bias=True, dim=1024, num_layers=24, num_heads=16, ffn_dim=4096,
-            layer_norm_first=True, max_upsample=8, normalize_waveform=True,
-        )
-        return cls(**{**values, **overrides})
+        return cls.preset("large", **overrides)
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "EncoderConfig":
-        """A CPU-sized model: SEW's compact conv encoder at quarter width, d=256, 4 pre-LN layers.
-
-        Pre-LN because a small post-LN model trained for minutes does not leave CTC's all-blank
-        plateau (measured: loss stuck at 2.97 for 200 updates on 4 utterances; pre-LN reached 2.03).
-        Normalised input because quiet synthetic speech (std ~0.1) under the conv biases gives
-        near-identical frames: 8 of 128 codes in use at initialisation, against 40 normalised.
-        """
-        conv = tuple((max(16, c // 4), k, s) for c, k, s in SEW_CONV)
-        values: dict[str, Any] = dict(
-            conv_layers=conv, conv_norm="layer", conv_bias=True, dim=256, num_layers=4, num_heads=4,
-            ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=8, max_upsample=8, layer_norm_first=True,
-            normalize_waveform=True,
-        )
-        return cls(**{**values, **overrides})
+        return cls.preset("tiny", **overrides)
 
 
-__all__ = ["EncoderConfig", "W2V2_CONV", "SEW_CONV", "ConvLayer"]
+def _base() -> dict[str, Any]:
+    """W2V2 base size (95M) with an upsampler, so it runs every setting up to total factor 8."""
+    return dict(max_upsample=8)
+
+
+def _large() -> dict[str, Any]:
+    """W2V2 large (LV-60 style: layer-norm conv encoder, pre-LN transformer)."""
+    return dict(conv_norm="layer", conv_bias=True, dim=1024, num_layers=24, num_heads=16, ffn_dim=4096,
+                layer_norm_first=True, max_upsample=8, normalize_waveform=True)
+
+
+def _tiny() -> dict[str, Any]:
+    """A CPU-sized model: SEW's compact conv encoder at quarter width, d=256, 4 pre-LN layers.
+
+    Pre-LN because a small post-LN model trained for minutes does not leave CTC's all-blank
+    plateau (measured: loss stuck at 2.97 for 200 updates on 4 utterances; pre-LN reached 2.03).
+    Normalised input because quiet synthetic speech (std ~0.1) under the conv biases gives
+    near-identical frames: 8 of 128 codes in use at initialisation, against 40 normalised.
+    """
+    conv = tuple((max(16, c // 4), k, s) for c, k, s in SEW_CONV)
+    return dict(conv_layers=conv, conv_norm="layer", conv_bias=True, dim=256, num_layers=4, num_heads=4,
+                ffn_dim=1024, pos_conv_kernel=32, pos_conv_groups=8, max_upsample=8, layer_norm_first=True,
+                normalize_waveform=True)
+
+
+def _small() -> dict[str, Any]:
+    """The shipped recogniser's shape: the tiny conv encoder, d=256, 8 pre-LN layers.
+
+    Twice the tiny model's depth puts most of the compute in the transformer (where squeezing
+    and pooling save it) while the weights stay under 16 MiB in half precision.
+    """
+    return {**_tiny(), "num_layers": 8}
+
+
+# one home for the model sizes: recipes, `profile --size` and the benchmarks all read this
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny, "small": _small, "base": _base, "large": _large}
+
+
+__all__ = ["EncoderConfig", "PRESETS", "W2V2_CONV", "SEW_CONV", "ConvLayer"]

@@ -1,6 +1,9 @@
 """The encoder: waveform -> conv features -> projection -> context network, at any compression."""
 from __future__ import annotations
 
+import os
+import warnings
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -10,10 +13,15 @@ from .compression import Compression, CompressionLike
 from .config import EncoderConfig
 from .feature_encoder import ConvFeatureEncoder, standardize_over_valid
 from .inputs import as_waveform_batch
+from .saving import write_model_folder
 from .transformer import ContextNetwork
 
 
 FeatureHook = Callable[[Tensor, "Tensor | None"], Tensor]
+
+
+class UntrainedSettingWarning(UserWarning):
+    """A compression setting outside the distribution the weights were trained on."""
 
 
 class EncoderOutput(NamedTuple):
@@ -45,13 +53,21 @@ class Encoder(nn.Module):
         self.mask_embedding = nn.Parameter(torch.empty(config.dim).uniform_())
         self.context = ContextNetwork(config)
         self.apply(_init_linear)
+        self._untrained_warned: set[Compression] = set()
 
     # ---------------------------------------------------------------- stages
-    def extract_features(self, waveforms: Tensor, lengths: Tensor | None = None) -> Features:
-        """Conv encoder and projection on checked input ([B, samples], lengths None = unpadded)."""
+    def extract_features(self, waveforms: Tensor, lengths: Tensor | None = None,
+                         freeze_conv: bool = False) -> Features:
+        """Conv encoder and projection on checked input ([B, samples], lengths None = unpadded).
+
+        freeze_conv: run the conv stack without gradients (fine-tuning's frozen feature encoder,
+        as fairseq's feature_grad_mult=0 and HF's freeze_feature_encoder); the feature layer norm
+        and the projection still train.
+        """
         if self.config.normalize_waveform:
             waveforms = standardize_over_valid(waveforms, lengths, eps=1e-7)  # HF's do_normalize
-        features, frame_lengths = self.feature_encoder(waveforms, lengths)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_conv):
+            features, frame_lengths = self.feature_encoder(waveforms, lengths)
         normalized = self.feature_norm(features)
         projected = self.feature_dropout(self.feature_projection(normalized))
         return Features(features, normalized, projected, frame_lengths)
@@ -61,9 +77,17 @@ class Encoder(nn.Module):
         return torch.where(time_mask[..., None], self.mask_embedding.to(projected.dtype), projected)
 
     def resolve(self, compression: CompressionLike) -> Compression:
-        """Parse `compression` (None: the config's default) and check this model can run it."""
-        setting = Compression.parse(self.config.default_compression if compression is None else compression)
-        setting.check(self.config.num_layers, self.config.max_upsample)
+        """Parse `compression` (None: the config's default) and check this model can run it.
+
+        Warns once per setting when the weights were never trained at it (the config records
+        the training distribution): the model still runs, on weights that never saw it.
+        """
+        setting = self.config.resolve(compression)
+        if setting not in self._untrained_warned and not self.config.was_trained_on(setting):
+            self._untrained_warned.add(setting)
+            warnings.warn(f"compression {setting} was never drawn in this model's training "
+                          f"({self.config.policy.describe()}); expect a higher error rate", UntrainedSettingWarning,
+                          stacklevel=3)
         return setting
 
     # --------------------------------------------------------------- forward
@@ -76,14 +100,13 @@ class Encoder(nn.Module):
         compression: a `Compression` or its string ("s=2,q7=2"); None is the model default.
         augment: optional fn(projected [B, T, D], frame lengths or None) -> [B, T, D], applied
             before the transformer (fine-tuning's time and channel masking).
-        freeze_features: run the conv encoder and projection without gradients.
+        freeze_features: run the conv stack without gradients (fine-tuning's frozen feature encoder).
         """
         setting = self.resolve(compression)
         param = self.mask_embedding
         waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field,
                                                param.dtype, param.device)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_features):
-            features = self.extract_features(waveforms, lengths)
+        features = self.extract_features(waveforms, lengths, freeze_conv=freeze_features)
         frames = features.projected.shape[1]
         frame_lengths = features.lengths
         shortest = frames if frame_lengths is None else int(frame_lengths.min())
@@ -103,11 +126,9 @@ class Encoder(nn.Module):
         return self.config.num_frames(num_samples)
 
     # ---------------------------------------------------------------- saving
-    def save(self, path: str) -> None:
-        """Write config.json + model.safetensors to directory `path` (atomically per file)."""
-        from .checkpoint import save_encoder
-
-        save_encoder(self, path)
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors to folder `path` (each file atomically)."""
+        return write_model_folder(path, "encoder", self.config.to_dict(), self.state_dict())
 
 
 def _init_linear(module: nn.Module) -> None:

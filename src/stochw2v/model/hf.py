@@ -1,13 +1,13 @@
 """Checkpoint interop with HF transformers' Wav2Vec2 and SEW models (no transformers import needed).
 
-Import: a directory written by `save_pretrained` (base model, ForCTC or ForPreTraining),
-config.json plus model.safetensors or pytorch_model.bin. Export: one fixed setting HF can
-express, Wav2Vec2 (s=1, no upsampler) or SEW (fixed squeeze s), loadable by
-`transformers.AutoModel.from_pretrained`.
+Import: a folder written by `save_pretrained` (base model, ForCTC or ForPreTraining), config.json
+plus model.safetensors or pytorch_model.bin (read weights-only). A ForCTC folder with its
+tokenizer's vocab.json becomes a recogniser; otherwise the encoder is loaded. Export: one fixed
+setting HF can express, Wav2Vec2 (s=1, no upsampler) or SEW (fixed squeeze s), as a base model
+or, for a recogniser, Wav2Vec2ForCTC / SEWForCTC with vocab.json and tokenizer files.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -16,10 +16,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .compression import Compression, CompressionLike
+from ..audio import SAMPLE_RATE
+from ..data.text import BLANK, Vocabulary
+from ..errors import ConfigError, MissingFileError, ModelFileError, Stochw2vError
+from ..files import ensure_writable_folder, load_torch_weights, read_json, read_tensors, write_json, write_tensors
 from .config import EncoderConfig
+from .ctc import CTCModel
+from .encoder import Encoder
+from .loading import Model, build_model
+from .policy import StochasticPolicy
+from .transformer import split_upsampler_weights
 
 HF_MODEL_TYPES = ("wav2vec2", "sew")
+PREPROCESSOR_FILE = "preprocessor_config.json"
+VOCAB_FILE = "vocab.json"
 _HEADS = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")  # not the encoder's
 _ACT_FROM_HF = {"gelu": "gelu", "relu": "relu", "silu": "silu", "swish": "silu", "gelu_new": "gelu_tanh",
                 "gelu_pytorch_tanh": "gelu_tanh"}
@@ -27,52 +37,72 @@ _ACT_TO_HF = {"gelu": "gelu", "relu": "relu", "silu": "silu", "gelu_tanh": "gelu
 
 
 # ------------------------------------------------------------------- config
+def _int(hf: dict[str, Any], key: str, source: str, default: int | None = None) -> int:
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelFileError(f"{source}: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _float(hf: dict[str, Any], key: str, source: str, default: float) -> float:
+    value = hf.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ModelFileError(f"{source}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _conv_layers(hf: dict[str, Any], source: str) -> tuple[tuple[int, int, int], ...]:
+    lists = [hf.get(key) for key in ("conv_dim", "conv_kernel", "conv_stride")]
+    if not all(isinstance(v, list) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+               for v in lists):
+        raise ModelFileError(f"{source}: conv_dim, conv_kernel and conv_stride must be lists of integers")
+    if not len(lists[0]) == len(lists[1]) == len(lists[2]):
+        raise ModelFileError(f"{source}: conv_dim, conv_kernel and conv_stride differ in length")
+    return tuple(zip(*lists))
+
+
 def config_from_hf(hf: dict[str, Any], source: str = "config.json",
                    preprocessor: dict[str, Any] | None = None) -> EncoderConfig:
     """Our config from HF's config.json (and preprocessor_config.json, whose do_normalize we fold in)."""
     model_type = hf.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise ValueError(f"{source}: model_type {model_type!r} is not one of {HF_MODEL_TYPES}")
+        raise ModelFileError(f"{source}: model_type {model_type!r} is not one of {HF_MODEL_TYPES}")
     if hf.get("add_adapter"):
-        raise ValueError(f"{source}: checkpoints with an adapter (add_adapter=true) are not supported")
+        raise ModelFileError(f"{source}: checkpoints with an adapter (add_adapter=true) are not supported")
+    activations = []
+    for key in ("hidden_act", "feat_extract_activation"):
+        name = hf.get(key, "gelu")
+        if name not in _ACT_FROM_HF:
+            raise ModelFileError(f"{source}: {key}={name!r} is not supported ({sorted(_ACT_FROM_HF)})")
+        activations.append(_ACT_FROM_HF[name])
+    conv = _conv_layers(hf, source)
+    dim = _int(hf, "hidden_size", source)
+    squeeze = _int(hf, "squeeze_factor", source, 2) if model_type == "sew" else 1
+    do_normalize = (preprocessor or {}).get("do_normalize", False)
+    if not isinstance(do_normalize, bool):
+        raise ModelFileError(f"{source}: preprocessor do_normalize must be true or false, got {do_normalize!r}")
     try:
-        conv = tuple(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"]))
-        if not len(hf["conv_dim"]) == len(hf["conv_kernel"]) == len(hf["conv_stride"]):
-            raise ValueError(f"{source}: conv_dim, conv_kernel and conv_stride differ in length")
-        activations = []
-        for key in ("hidden_act", "feat_extract_activation"):
-            name = hf.get(key, "gelu")
-            if name not in _ACT_FROM_HF:
-                raise ValueError(f"{source}: {key}={name!r} is not supported ({sorted(_ACT_FROM_HF)})")
-            activations.append(_ACT_FROM_HF[name])
-        dim = int(hf["hidden_size"])
-        squeeze = int(hf.get("squeeze_factor", 2)) if model_type == "sew" else 1
         return EncoderConfig(
-            conv_layers=conv,
-            conv_norm=hf.get("feat_extract_norm", "group"),
-            conv_bias=bool(hf.get("conv_bias", False)),
-            dim=dim,
-            num_layers=int(hf["num_hidden_layers"]),
-            num_heads=int(hf["num_attention_heads"]),
-            ffn_dim=int(hf["intermediate_size"]),
-            activation=activations[0],
-            conv_activation=activations[1],
-            pos_conv_kernel=int(hf.get("num_conv_pos_embeddings", 128)),
-            pos_conv_groups=int(hf.get("num_conv_pos_embedding_groups", 16)),
+            conv_layers=conv, conv_norm=hf.get("feat_extract_norm", "group"), conv_bias=bool(hf.get("conv_bias", False)),
+            dim=dim, num_layers=_int(hf, "num_hidden_layers", source), num_heads=_int(hf, "num_attention_heads", source),
+            ffn_dim=_int(hf, "intermediate_size", source), activation=activations[0], conv_activation=activations[1],
+            pos_conv_kernel=_int(hf, "num_conv_pos_embeddings", source, 128),
+            pos_conv_groups=_int(hf, "num_conv_pos_embedding_groups", source, 16),
             layer_norm_first=bool(hf.get("do_stable_layer_norm", False)) if model_type == "wav2vec2" else False,
             feature_projection=model_type == "wav2vec2" or conv[-1][0] != dim,
             max_upsample=squeeze if model_type == "sew" else 0,
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-            dropout=float(hf.get("hidden_dropout", 0.1)),
-            attention_dropout=float(hf.get("attention_dropout", 0.1)),
-            activation_dropout=float(hf.get("activation_dropout", 0.1)),
-            feature_dropout=float(hf.get("feat_proj_dropout", 0.0)),
-            layerdrop=float(hf.get("layerdrop", 0.1)),
+            layer_norm_eps=_float(hf, "layer_norm_eps", source, 1e-5),
+            dropout=_float(hf, "hidden_dropout", source, 0.1),
+            attention_dropout=_float(hf, "attention_dropout", source, 0.1),
+            activation_dropout=_float(hf, "activation_dropout", source, 0.1),
+            feature_dropout=_float(hf, "feat_proj_dropout", source, 0.0),
+            layerdrop=_float(hf, "layerdrop", source, 0.1),
             default_compression=f"s={squeeze}",
-            normalize_waveform=bool((preprocessor or {}).get("do_normalize", False)),
+            normalize_waveform=do_normalize,
+            trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict(),  # HF models run one setting
         )
-    except KeyError as error:
-        raise ValueError(f"{source}: missing key {error.args[0]!r} for a {model_type} config") from None
+    except ConfigError as error:
+        raise ModelFileError(f"{source}: {error}") from None
 
 
 def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
@@ -112,15 +142,12 @@ def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
     return hf
 
 
-PREPROCESSOR_FILE = "preprocessor_config.json"
-
-
 def preprocessor_to_hf(config: EncoderConfig) -> dict[str, Any]:
     """HF Wav2Vec2FeatureExtractor settings that feed the exported model what ours sees."""
     return {
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",
         "feature_size": 1,
-        "sampling_rate": 16000,
+        "sampling_rate": SAMPLE_RATE,
         "padding_value": 0.0,
         "padding_side": "right",
         "do_normalize": config.normalize_waveform,
@@ -129,79 +156,95 @@ def preprocessor_to_hf(config: EncoderConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ weights
-def _strip_prefix(state: dict[str, Tensor], model_type: str) -> dict[str, Tensor]:
-    prefix = f"{model_type}."
-    if any(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return {k: v for k, v in state.items() if not k.startswith(_HEADS)}
-
-
-_RENAMES_COMMON = [
-    (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_encoder.layers.\1.conv."),
-    (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_encoder.layers.\1.norm."),
-    (r"^masked_spec_embed$", "mask_embedding"),
-    (r"^encoder\.pos_conv_embed\.conv\.(weight_g|parametrizations\.weight\.original0)$", "context.pos_conv.weight_g"),
-    (r"^encoder\.pos_conv_embed\.conv\.(weight_v|parametrizations\.weight\.original1)$", "context.pos_conv.weight_v"),
-    (r"^encoder\.pos_conv_embed\.conv\.bias$", "context.pos_conv.bias"),
-    (r"^encoder\.layer_norm\.", "context.layer_norm."),
-    (r"^encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.", r"context.layers.\1.attention.\2_proj."),
-    (r"^encoder\.layers\.(\d+)\.layer_norm\.", r"context.layers.\1.attention_norm."),
-    (r"^encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"context.layers.\1.ffn.intermediate."),
-    (r"^encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"context.layers.\1.ffn.output."),
-    (r"^encoder\.layers\.(\d+)\.final_layer_norm\.", r"context.layers.\1.ffn_norm."),
+# One table serves both directions: (our name, HF name), "{i}" standing for a layer number.
+# Entries whose HF side differs between Wav2Vec2 and SEW are listed per model type.
+_NAMES_COMMON = [
+    ("feature_encoder.layers.{i}.conv.", "feature_extractor.conv_layers.{i}.conv."),
+    ("feature_encoder.layers.{i}.norm.", "feature_extractor.conv_layers.{i}.layer_norm."),
+    ("mask_embedding", "masked_spec_embed"),
+    ("context.pos_conv.weight_g", "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
+    ("context.pos_conv.weight_v", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
+    ("context.pos_conv.bias", "encoder.pos_conv_embed.conv.bias"),
+    ("context.layer_norm.", "encoder.layer_norm."),
+    ("context.layers.{i}.attention.q_proj.", "encoder.layers.{i}.attention.q_proj."),
+    ("context.layers.{i}.attention.k_proj.", "encoder.layers.{i}.attention.k_proj."),
+    ("context.layers.{i}.attention.v_proj.", "encoder.layers.{i}.attention.v_proj."),
+    ("context.layers.{i}.attention.out_proj.", "encoder.layers.{i}.attention.out_proj."),
+    ("context.layers.{i}.attention_norm.", "encoder.layers.{i}.layer_norm."),
+    ("context.layers.{i}.ffn.intermediate.", "encoder.layers.{i}.feed_forward.intermediate_dense."),
+    ("context.layers.{i}.ffn.output.", "encoder.layers.{i}.feed_forward.output_dense."),
+    ("context.layers.{i}.ffn_norm.", "encoder.layers.{i}.final_layer_norm."),
 ]
-_RENAMES = {
-    "wav2vec2": _RENAMES_COMMON + [
-        (r"^feature_projection\.layer_norm\.", "feature_norm."),
-        (r"^feature_projection\.projection\.", "feature_projection."),
+NAMES = {
+    "wav2vec2": _NAMES_COMMON + [
+        ("feature_norm.", "feature_projection.layer_norm."),
+        ("feature_projection.", "feature_projection.projection."),
     ],
-    "sew": _RENAMES_COMMON + [
-        (r"^layer_norm\.", "feature_norm."),
-        (r"^feature_projection\.", "feature_projection."),
-        (r"^encoder\.upsample\.projection\.", "context.upsample."),
+    "sew": _NAMES_COMMON + [
+        ("feature_norm.", "layer_norm."),
+        ("feature_projection.", "feature_projection."),
+        ("context.upsample.", "encoder.upsample.projection."),
     ],
 }
+# older HF files spell the weight-normed positional conv the pre-parametrization way
+_LEGACY_HF_NAMES = {"encoder.pos_conv_embed.conv.weight_g": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+                    "encoder.pos_conv_embed.conv.weight_v": "encoder.pos_conv_embed.conv.parametrizations.weight.original1"}
+
+
+def _pattern(template: str) -> re.Pattern:
+    """'a.{i}.b.' -> a regex matching the prefix (or whole name), with the layer as group 'i'."""
+    body = re.escape(template).replace(re.escape("{i}"), r"(?P<i>\d+)")
+    return re.compile("^" + body + ("" if template.endswith(".") else "$"))
+
+
+def rename(key: str, table: list[tuple[str, str]], to_hf: bool) -> str | None:
+    """Translate one weight name through `table` (ours -> HF when to_hf); None if no entry matches."""
+    for ours, theirs in table:
+        source, target = (ours, theirs) if to_hf else (theirs, ours)
+        match = _pattern(source).match(key)
+        if match:
+            return target.replace("{i}", match.group("i") if "i" in match.groupdict() else "") + key[match.end():]
+    return None
 
 
 def state_dict_from_hf(state: dict[str, Tensor], model_type: str, source: str) -> dict[str, Tensor]:
-    """Rename HF weights to ours; raise on anything we would silently drop."""
+    """Rename HF encoder weights to ours; raise on anything we would silently drop."""
+    prefix = f"{model_type}."
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
     out: dict[str, Tensor] = {}
     unknown = []
-    for key, value in _strip_prefix(state, model_type).items():
-        for pattern, replacement in _RENAMES[model_type]:
-            new_key, hits = re.subn(pattern, replacement, key)
-            if hits:
-                out[new_key] = value.float() if value.is_floating_point() else value
-                break
-        else:
+    for key, value in state.items():
+        key = _LEGACY_HF_NAMES.get(key, key)
+        ours = rename(key, NAMES[model_type], to_hf=False)
+        if ours is None:
             unknown.append(key)
+        else:
+            out[ours] = value.float() if value.is_floating_point() else value
     if unknown:
-        raise ValueError(f"{source}: weights this encoder does not know: {unknown[:8]}"
-                         f"{' ...' if len(unknown) > 8 else ''}")
+        raise ModelFileError(f"{source}: weights this encoder does not know: {unknown[:8]}"
+                             f"{' ...' if len(unknown) > 8 else ''}")
+    if "context.upsample.weight" in out:
+        out = split_upsampler_weights(out, "context.upsample.", out["context.upsample.weight"].shape[1])
     return out
 
 
-def state_dict_to_hf(model: Any, squeeze: int) -> dict[str, Tensor]:
-    """Our weights under HF's names for a fixed squeeze."""
-    config: EncoderConfig = model.config
+def state_dict_to_hf(encoder: Encoder, squeeze: int) -> dict[str, Tensor]:
+    """Our encoder's weights under HF's names for a fixed squeeze."""
+    config = encoder.config
     sew = config.max_upsample > 0
-    ours = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    table = NAMES["sew" if sew else "wav2vec2"]
     out: dict[str, Tensor] = {}
-    for key, value in ours.items():
-        new_key = key
-        for pattern, replacement in _EXPORT_RENAMES:
-            new_key, hits = re.subn(pattern, replacement, key)
-            if hits:
-                break
-        if key.startswith("feature_norm."):
-            new_key = key.replace("feature_norm.", "layer_norm." if sew else "feature_projection.layer_norm.")
-        elif key.startswith("feature_projection."):
-            new_key = key if sew else key.replace("feature_projection.", "feature_projection.projection.")
-        elif key.startswith("context.upsample."):
-            rows = squeeze * config.dim
-            new_key = key.replace("context.upsample.", "encoder.upsample.projection.")
-            value = value[:rows].clone()
-        out[new_key] = value
+    for key, value in encoder.state_dict().items():
+        if key.startswith("context.upsample."):
+            continue  # written below as one stacked Linear
+        out[rename(key, table, to_hf=True)] = value.detach().clone().contiguous()
+    if sew:
+        weight, bias = encoder.context.upsample.stacked(squeeze)
+        out["encoder.upsample.projection.weight"] = weight.detach().clone().contiguous()
+        out["encoder.upsample.projection.bias"] = bias.detach().clone().contiguous()
     if not config.feature_projection and not sew:
         # W2V2 always projects: an identity projection keeps the outputs exact
         out["feature_projection.projection.weight"] = torch.eye(config.dim)
@@ -209,84 +252,117 @@ def state_dict_to_hf(model: Any, squeeze: int) -> dict[str, Tensor]:
     return out
 
 
-_EXPORT_RENAMES = [
-    (r"^feature_encoder\.layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.conv."),
-    (r"^feature_encoder\.layers\.(\d+)\.norm\.", r"feature_extractor.conv_layers.\1.layer_norm."),
-    (r"^mask_embedding$", "masked_spec_embed"),
-    (r"^context\.pos_conv\.weight_g$", "encoder.pos_conv_embed.conv.parametrizations.weight.original0"),
-    (r"^context\.pos_conv\.weight_v$", "encoder.pos_conv_embed.conv.parametrizations.weight.original1"),
-    (r"^context\.pos_conv\.bias$", "encoder.pos_conv_embed.conv.bias"),
-    (r"^context\.layer_norm\.", "encoder.layer_norm."),
-    (r"^context\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.", r"encoder.layers.\1.attention.\2_proj."),
-    (r"^context\.layers\.(\d+)\.attention_norm\.", r"encoder.layers.\1.layer_norm."),
-    (r"^context\.layers\.(\d+)\.ffn\.intermediate\.", r"encoder.layers.\1.feed_forward.intermediate_dense."),
-    (r"^context\.layers\.(\d+)\.ffn\.output\.", r"encoder.layers.\1.feed_forward.output_dense."),
-    (r"^context\.layers\.(\d+)\.ffn_norm\.", r"encoder.layers.\1.final_layer_norm."),
-]
-
-
 # ------------------------------------------------------------------ folders
 def read_hf_weights(path: Path) -> dict[str, Tensor]:
-    safetensors_file = path / "model.safetensors"
-    bin_file = path / "pytorch_model.bin"
-    if safetensors_file.exists():
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(safetensors_file))
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"{safetensors_file}: cannot read weights ({error})") from None
-    if bin_file.exists():
-        try:
-            return torch.load(bin_file, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001
-            raise ValueError(f"{bin_file}: cannot read weights ({error})") from None
+    """model.safetensors, else pytorch_model.bin through the weights-only unpickler."""
+    if (path / "model.safetensors").exists():
+        return read_tensors(path / "model.safetensors")
+    if (path / "pytorch_model.bin").exists():
+        return load_torch_weights(path / "pytorch_model.bin")
     if (path / "model.safetensors.index.json").exists():
-        raise ValueError(f"{path}: sharded HF checkpoints are not supported; re-save with a larger max_shard_size")
-    raise FileNotFoundError(f"{path}: no model.safetensors or pytorch_model.bin")
+        raise ModelFileError(f"{path}: sharded HF checkpoints are not supported; re-save with a larger max_shard_size")
+    raise MissingFileError(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
-def load_hf_encoder(path: Path, hf_config: dict[str, Any]) -> Any:
-    from .encoder import Encoder
-    from .checkpoint import load_state_checked
+def _hf_vocabulary(path: Path, hf: dict[str, Any]) -> Vocabulary | None:
+    """The CTC vocabulary from the tokenizer's vocab.json (the pad token is CTC's blank)."""
+    if not (path / VOCAB_FILE).exists():
+        return None
+    vocab = read_json(path / VOCAB_FILE, "tokenizer vocabulary")
+    ids = sorted(vocab.values()) if all(isinstance(v, int) for v in vocab.values()) else None
+    if ids != list(range(len(vocab))):
+        raise ModelFileError(f"{path / VOCAB_FILE}: token ids must be 0..{len(vocab) - 1}")
+    tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    blank = hf.get("pad_token_id", 0)
+    if blank != 0:
+        raise ModelFileError(f"{path}: the CTC blank (pad_token_id) is {blank!r}; only 0 is supported")
+    tokens[0] = BLANK
+    try:
+        return Vocabulary.from_tokens(tokens)
+    except ValueError as error:
+        raise ModelFileError(f"{path / VOCAB_FILE}: {error}") from None
 
+
+def load_hf_model(path: Path, hf_config: dict[str, Any]) -> Model:
+    """A HF Wav2Vec2/SEW folder as our Encoder, or as a CTCModel when it has a CTC head and vocab.json."""
     source = str(path / "config.json")
-    preprocessor = None
-    if (path / PREPROCESSOR_FILE).exists():
-        try:
-            preprocessor = json.loads((path / PREPROCESSOR_FILE).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path / PREPROCESSOR_FILE}: not valid JSON ({error})") from None
+    preprocessor = read_json(path / PREPROCESSOR_FILE, "preprocessor config") \
+        if (path / PREPROCESSOR_FILE).exists() else None
     config = config_from_hf(hf_config, source, preprocessor)
-    state = state_dict_from_hf(read_hf_weights(path), hf_config["model_type"], str(path))
-    model = Encoder(config)
-    load_state_checked(model, state, str(path), optional=("mask_embedding",))
-    return model.eval()
+    weights = read_hf_weights(path)
+    state = state_dict_from_hf(weights, hf_config["model_type"], str(path))
+    state.setdefault("mask_embedding", Encoder(config).mask_embedding.detach())  # fine-tuned files drop it
+    vocabulary = _hf_vocabulary(path, hf_config)
+    if vocabulary is None or "lm_head.weight" not in weights:
+        return build_model("encoder", config, state, str(path))
+    if weights["lm_head.weight"].shape[0] != len(vocabulary):
+        raise ModelFileError(f"{path}: the CTC head has {weights['lm_head.weight'].shape[0]} outputs but "
+                             f"{VOCAB_FILE} lists {len(vocabulary)} tokens")
+    state = {f"encoder.{k}": v for k, v in state.items()}
+    state["head.weight"], state["head.bias"] = weights["lm_head.weight"].float(), weights["lm_head.bias"].float()
+    return build_model("ctc", config, state, str(path), vocabulary)
 
 
-def export_hf(model: Any, path: str | os.PathLike, compression: CompressionLike = None) -> Path:
-    """Write `model` at one fixed setting as a HF Wav2Vec2Model / SEWModel directory."""
-    from safetensors.torch import save_file
-
-    from .checkpoint import atomic_write
-
-    config: EncoderConfig = model.config
-    setting = Compression.parse(config.default_compression if compression is None else compression)
-    setting.check(config.num_layers, config.max_upsample)
+def _check_exportable(config: EncoderConfig, setting) -> None:
     if setting.has_pooling:
-        raise ValueError(f"HF transformers cannot express query or key-value pooling ({setting})")
+        raise ConfigError(f"HF transformers cannot express query or key-value pooling ({setting})")
     if config.max_upsample > 0:
         if config.layer_norm_first:
-            raise ValueError("HF SEW has no pre-LN (layer_norm_first) variant; this model cannot be exported")
+            raise ConfigError("HF SEW has no pre-LN (layer_norm_first) variant; this model cannot be exported")
         if config.feature_projection and config.conv_dim == config.dim:
-            raise ValueError("HF SEW skips the feature projection when conv channels equal dim; "
-                             "this model has one and cannot be exported as SEW")
+            raise ConfigError("HF SEW skips the feature projection when conv channels equal dim; "
+                              "this model has one and cannot be exported as SEW")
     elif setting.squeeze != 1:
-        raise ValueError(f"a model without upsampler only runs s=1, not {setting}")
+        raise ConfigError(f"a model without upsampler only runs s=1, not {setting}")
+
+
+def _check_target(source: Path | None, out: Path) -> None:
+    """Never write into the folder the model came from (that would overwrite it)."""
+    if source is None:
+        return
+    source, target = Path(source).resolve(), Path(out).resolve()
+    if target == source or source in target.parents:
+        raise Stochw2vError(f"{out}: is (inside) the model folder being exported ({source}); choose another --out")
+    if target.exists() and not target.is_dir():
+        raise Stochw2vError(f"{out}: is a file; the export is a folder")
+
+
+def export_hf(model: Model, path: str | os.PathLike, compression=None, source: Path | None = None) -> Path:
+    """Write `model` at one fixed setting as a HF folder: Wav2Vec2Model / SEWModel for an encoder,
+    Wav2Vec2ForCTC / SEWForCTC (with vocab.json and tokenizer files) for a recogniser."""
+    encoder = model.encoder if isinstance(model, CTCModel) else model
+    config = encoder.config
+    setting = config.resolve(compression)
+    _check_exportable(config, setting)
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    state = state_dict_to_hf(model, setting.squeeze)
-    atomic_write(out / "config.json", json.dumps(config_to_hf(config, setting.squeeze), indent=2).encode())
-    atomic_write(out / PREPROCESSOR_FILE, json.dumps(preprocessor_to_hf(config), indent=2).encode())
-    atomic_write(out / "model.safetensors", None, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    _check_target(source, out)
+    ensure_writable_folder(out, "export folder")
+    hf_config = config_to_hf(config, setting.squeeze)
+    state = state_dict_to_hf(encoder, setting.squeeze)
+    if isinstance(model, CTCModel):
+        prefix = hf_config["model_type"]
+        state = {f"{prefix}.{k}": v for k, v in state.items()}
+        state["lm_head.weight"] = model.head.weight.detach().clone().contiguous()
+        state["lm_head.bias"] = model.head.bias.detach().clone().contiguous()
+        hf_config["architectures"] = ["SEWForCTC" if prefix == "sew" else "Wav2Vec2ForCTC"]
+        hf_config.update(vocab_size=len(model.vocabulary), pad_token_id=model.vocabulary.blank_id,
+                         ctc_loss_reduction="mean", ctc_zero_infinity=True)
+        _write_tokenizer(out, model.vocabulary)
+    write_tensors(out / "model.safetensors", state)
+    write_json(out / PREPROCESSOR_FILE, preprocessor_to_hf(config))
+    write_json(out / "config.json", hf_config)
     return out
+
+
+def _write_tokenizer(out: Path, vocabulary: Vocabulary) -> None:
+    """HF Wav2Vec2CTCTokenizer files: our blank is HF's pad token."""
+    tokens = ["<pad>" if t == BLANK else t for t in vocabulary.tokens]
+    write_json(out / VOCAB_FILE, {t: i for i, t in enumerate(tokens)})
+    write_json(out / "tokenizer_config.json", {
+        "tokenizer_class": "Wav2Vec2CTCTokenizer", "pad_token": "<pad>", "unk_token": "<unk>",
+        "word_delimiter_token": "|", "do_lower_case": False, "bos_token": None, "eos_token": None})
+    write_json(out / "special_tokens_map.json", {"pad_token": "<pad>", "unk_token": "<unk>"})
+
+
+__all__ = ["HF_MODEL_TYPES", "NAMES", "config_from_hf", "config_to_hf", "export_hf", "load_hf_model",
+           "preprocessor_to_hf", "rename", "state_dict_from_hf", "state_dict_to_hf"]

@@ -5,7 +5,9 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .compression import Compression, CompressionLike
+from ..audio import SAMPLE_RATE
+from ..errors import ConfigError
+from .compression import CompressionLike
 from .config import EncoderConfig
 
 
@@ -27,7 +29,7 @@ class MacCount:
 
 
 def count_macs(model_or_config: nn.Module | EncoderConfig, compression: CompressionLike = None,
-               seconds: float = 10.0, sample_rate: int = 16_000) -> MacCount:
+               seconds: float = 10.0, sample_rate: int = SAMPLE_RATE) -> MacCount:
     """MACs of encoding `seconds` of audio (batch 1) at `compression` (None: config default).
 
     Counts every matrix product and convolution the encoder runs, as torch computes them
@@ -35,8 +37,7 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
     """
     config: EncoderConfig = model_or_config if isinstance(model_or_config, EncoderConfig) \
         else model_or_config.config  # type: ignore[assignment]
-    setting = Compression.parse(config.default_compression if compression is None else compression)
-    setting.check(config.num_layers, config.max_upsample)
+    setting = config.resolve(compression)
 
     samples = int(round(seconds * sample_rate))
     conv = 0
@@ -44,7 +45,7 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
     for channels, kernel, stride in config.conv_layers:
         length = (length - kernel) // stride + 1
         if length < 1:
-            raise ValueError(f"{seconds} s of audio is shorter than the conv encoder's receptive field")
+            raise ConfigError(f"{seconds} s of audio is shorter than the conv encoder's receptive field")
         conv += length * channels * in_channels * kernel
         in_channels = channels
     frames = length

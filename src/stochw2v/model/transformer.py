@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .activations import activation
 from .compression import Compression
 from .config import EncoderConfig
@@ -120,28 +121,49 @@ class PositionalConv(nn.Module):
 
 
 class Upsampler(nn.Module):
-    """SEW's upsampling, one Linear shared by every total factor f <= max_factor.
+    """SEW's upsampling, shared by every total factor f <= max_factor.
 
-    For factor f the first f*dim output rows make f frames from each position, so at a fixed
-    squeeze s with max_factor == s this is exactly SEW's layer.
+    Factor f applies a Linear(dim, f * dim) whose rows are the first f blocks of `dim` rows, so
+    at a fixed squeeze s with max_factor == s this is exactly SEW's layer. Each block is its own
+    parameter: an update at factor f leaves the blocks it does not use without a gradient, so
+    AdamW's weight decay and stale moments do not move them either.
     """
 
     def __init__(self, dim: int, max_factor: int, act: str) -> None:
         super().__init__()
         self.dim, self.max_factor = dim, max_factor
-        self.weight = nn.Parameter(torch.empty(dim * max_factor, dim))
-        self.bias = nn.Parameter(torch.zeros(dim * max_factor))
+        self.weights = nn.ParameterList(nn.Parameter(torch.empty(dim, dim)) for _ in range(max_factor))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(dim)) for _ in range(max_factor))
         self.activation = activation(act)
         # variance-preserving (std dim**-0.5), not HF's 0.02: a 0.02 layer here followed by a CTC head
         # starts both with tiny gradients, and the tiny model sat on CTC's blank plateau for 450+
         # updates (300 with this init)
-        nn.init.normal_(self.weight, std=dim**-0.5)
+        for weight in self.weights:
+            nn.init.normal_(weight, std=dim**-0.5)
 
     def forward(self, x: Tensor, factor: int) -> Tensor:
-        rows = factor * self.dim
-        y = self.activation(F.linear(x, self.weight[:rows], self.bias[:rows]))
+        weight = torch.cat(list(self.weights[:factor])) if factor > 1 else self.weights[0]
+        bias = torch.cat(list(self.biases[:factor])) if factor > 1 else self.biases[0]
+        y = self.activation(F.linear(x, weight, bias))
         batch, time, _ = y.shape
         return y.reshape(batch, time * factor, self.dim)
+
+    def stacked(self, factor: int) -> tuple[Tensor, Tensor]:
+        """Weight [factor * dim, dim] and bias of factor `factor` (SEW's single Linear)."""
+        return torch.cat(list(self.weights[:factor])), torch.cat(list(self.biases[:factor]))
+
+
+def split_upsampler_weights(state: dict[str, Tensor], prefix: str, dim: int) -> dict[str, Tensor]:
+    """Turn one stacked upsampler Linear ({prefix}weight [f*dim, dim], {prefix}bias) into blocks."""
+    if f"{prefix}weight" not in state:
+        return state
+    out = {k: v for k, v in state.items() if k not in (f"{prefix}weight", f"{prefix}bias")}
+    weight, bias = state[f"{prefix}weight"], state[f"{prefix}bias"]
+    for index, block in enumerate(weight.split(dim)):
+        out[f"{prefix}weights.{index}"] = block.contiguous()
+    for index, block in enumerate(bias.split(dim)):
+        out[f"{prefix}biases.{index}"] = block.contiguous()
+    return out
 
 
 class ContextNetwork(nn.Module):
@@ -186,7 +208,7 @@ class ContextNetwork(nn.Module):
         if self.upsample is not None:
             x = self.upsample(x, factor)
         elif factor != 1:
-            raise ValueError(f"compression {compression} needs an upsampler; this model has none")
+            raise ConfigError(f"compression {compression} needs an upsampler; this model has none")
         if lengths is not None:  # zero what lies past each item's last whole window
             x = x.masked_fill(~padding_mask(lengths * factor, x.shape[1])[..., None], 0.0)
         if x.shape[1] < num_frames:

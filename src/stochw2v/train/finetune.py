@@ -1,64 +1,62 @@
 """`stochw2v finetune`: CTC fine-tuning of a (stochastic) pre-trained encoder on the shared loop.
 
 The compression setting is drawn per update from the recipe's policy (one model for every
-setting) or fixed by a one-element policy (fine-tune to one setting).
+setting) or fixed by `policy.fixed` (fine-tune to one setting). The best checkpoint is the one
+with the lowest validation WER averaged over the validation settings (fairseq's best_checkpoint_metric).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from ..data import AudioDataset, Manifest, Vocabulary, read_manifest
-from ..evaluate.decoding import greedy_decode
-from ..evaluate.metrics import error_rates
-from ..model.checkpoint import load
+from ..audio.augment import Augmenter
+from ..data import AudioDataset, Batch, Manifest, Vocabulary, normalize_text, read_manifest
+from ..data.error_rates import error_rates
+from ..errors import ConfigError, ManifestError
 from ..model.compression import Compression
 from ..model.config import EncoderConfig
-from ..model.ctc import CTCModel
+from ..model.ctc import CTCModel, greedy_decode
 from ..model.encoder import Encoder
+from .masking import mask_features
 from .recipe import FinetuneRecipe
-from .trainer import StepResult, Trainer, TrainingError
+from .state import BEST, CHECKPOINTS, read_checkpoint
+from .trainer import StepResult, Trainer
 
-__all__ = ["Finetuner", "TrainingError", "load_init_encoder"]
+__all__ = ["Finetuner", "ctc_min_frames", "prepare_labels", "with_overrides"]
 
 
-def load_init_encoder(init: str | Path, overrides: dict) -> Encoder:
-    """The encoder to start from: a pre-training run, our folder, a HF folder, or a CTC model's encoder."""
-    model = load(init)
-    encoder = model.encoder if isinstance(model, CTCModel) else model
+def with_overrides(encoder: Encoder, overrides: dict) -> Encoder:
+    """The same weights under a config with other regularisation settings (dropout, layerdrop)."""
     if not overrides:
         return encoder
-    known = {f.name for f in dataclasses.fields(EncoderConfig)}
-    if set(overrides) - known:
-        raise ValueError(f"encoder_overrides: unknown keys {sorted(set(overrides) - known)}")
     config = EncoderConfig.from_dict({**encoder.config.to_dict(), **overrides})
     rebuilt = Encoder(config)
-    try:
-        rebuilt.load_state_dict(encoder.state_dict())
-    except RuntimeError:
-        raise ValueError(f"encoder_overrides {overrides} change the weights' shapes; "
-                         "only regularisation settings can be overridden") from None
+    rebuilt.load_state_dict(encoder.state_dict())
     return rebuilt
 
 
 def prepare_labels(manifest: Manifest, vocabulary: Vocabulary, policy: str) -> None:
-    """Apply the unknown-character policy: 'reject' reports utterance ids, 'drop' removes the characters."""
+    """Normalise transcripts as the vocabulary expects (upper case, no punctuation), then apply the
+    unknown-character policy: 'reject' lists utterance ids, 'drop' removes the characters."""
+    manifest.words = [normalize_text(w) for w in manifest.words]
     bad = {manifest.utterance_id(i): "".join(sorted(vocabulary.unknown_characters(w)))
            for i, w in enumerate(manifest.words) if vocabulary.unknown_characters(w)}
     if bad and policy == "reject":
         listed = ", ".join(f"{utt} ({chars!r})" for utt, chars in list(bad.items())[:5])
-        raise ValueError(f"{manifest.source}: {len(bad)} transcripts hold characters outside the vocabulary: "
-                         f"{listed}{' ...' if len(bad) > 5 else ''}; set task.unknown_characters=drop to remove them")
+        raise ManifestError(f"{manifest.source}: {len(bad)} transcripts hold characters outside the vocabulary: "
+                            f"{listed}{' ...' if len(bad) > 5 else ''}; set task.unknown_characters=drop to "
+                            "remove them")
     if bad:
         manifest.words = [" ".join("".join(c for c in w if c not in vocabulary.unknown_characters(w)).split())
                           for w in manifest.words]
 
 
-def ctc_min_frames(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+def ctc_min_frames(targets: Tensor, target_lengths: Tensor) -> Tensor:
     """Fewest frames CTC can align each label sequence to: one per label, plus a blank between repeats."""
     valid = torch.arange(targets.shape[1], device=targets.device)[None] < target_lengths[:, None]
     repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(1)
@@ -68,34 +66,54 @@ def ctc_min_frames(targets: torch.Tensor, target_lengths: torch.Tensor) -> torch
 class Finetuner(Trainer):
     kind = "finetune"
     progress_name = "finetune"
+    best_key = "wer"
 
-    def __init__(self, recipe: FinetuneRecipe, init: str | Path, train_tsv: Path, valid_tsv: Path, out: Path,
-                 resume: bool = False, progress: bool = True, device: str | None = None) -> None:
-        self.init, self.train_tsv, self.valid_tsv = init, Path(train_tsv), Path(valid_tsv)
+    def __init__(self, recipe: FinetuneRecipe, init: Encoder | CTCModel, train_tsv: Path, valid_tsv: Path,
+                 out: Path, init_source: str = "", resume: bool = False, progress: bool = True,
+                 device: str | None = None) -> None:
+        """init: the loaded starting model (`stochw2v.load(...)`); its CTC head, if any, is replaced."""
+        self.train_tsv, self.valid_tsv = Path(train_tsv), Path(valid_tsv)
         self.vocabulary = Vocabulary()
-        self.init_encoder = load_init_encoder(init, recipe.encoder_overrides)
-        super().__init__(recipe, out, resume, progress, device)
+        encoder = init.encoder if isinstance(init, CTCModel) else init
+        if not isinstance(encoder, Encoder):
+            raise ConfigError(f"--init must be an encoder or recogniser, got {type(init).__name__}")
+        self.init_encoder = with_overrides(copy.deepcopy(encoder), recipe.encoder_overrides)
+        sources = {"train": str(self.train_tsv.resolve()), "valid": str(self.valid_tsv.resolve()),
+                   "init": init_source}
+        super().__init__(recipe, out, sources, resume, progress, device)
 
-    def datasets(self) -> tuple[AudioDataset, AudioDataset]:
-        sets = []
+    def manifests(self) -> tuple[Manifest, Manifest]:
+        manifests = []
         for tsv in (self.train_tsv, self.valid_tsv):
             manifest = read_manifest(tsv, labels=True)
             prepare_labels(manifest, self.vocabulary, self.recipe.task.unknown_characters)
-            sets.append(AudioDataset(manifest, self.vocabulary, crop=None, seed=self.recipe.run.seed))
-        return sets[0], sets[1]
+            manifests.append(manifest)
+        return manifests[0], manifests[1]
+
+    def make_dataset(self, manifest: Manifest, train: bool) -> AudioDataset:
+        augment = Augmenter.from_dict(self.recipe.data.augment) if train and self.recipe.data.augment else None
+        return AudioDataset(manifest, self.vocabulary, crop=None, seed=self.seed, augment=augment)
 
     def build_module(self) -> nn.Module:
-        settings = [str(s) for s in self.recipe.policy.policy(self.recipe.run.seed).settings()]
-        return CTCModel(self.init_encoder, self.vocabulary, self.recipe.task.final_dropout, settings)
+        return CTCModel(self.init_encoder, self.vocabulary, self.recipe.task.final_dropout)
 
     def extra_state(self) -> dict:
-        return {"vocabulary": list(self.vocabulary.tokens), "trained_settings": self.module.trained_settings}
+        return {"vocabulary": list(self.vocabulary.tokens)}
 
-    def compute(self, model: nn.Module, batch, setting: Compression, update: int,
+    def _masks(self, generator: torch.Generator):
+        task, embedding = self.recipe.task, self.encoder.mask_embedding
+
+        def hook(x: Tensor, frame_lengths: Tensor | None) -> Tensor:
+            sizes = [x.shape[1]] * x.shape[0] if frame_lengths is None else frame_lengths.tolist()
+            return mask_features(x, sizes, task.mask_time_prob, task.mask_time_length, task.mask_channel_prob,
+                                 task.mask_channel_length, embedding, generator, task.mask_time_min_spans)
+        return hook
+
+    def compute(self, model: nn.Module, batch: Batch, setting: Compression, update: int,
                 generator: torch.Generator) -> StepResult:
-        task = self.recipe.task
-        out = model(batch.waveforms, batch.lengths, setting, augment=task, generator=generator,
-                    freeze_encoder=self.module.training and update < task.freeze_updates,
+        task, training = self.recipe.task, self.module.training
+        out = model(batch.waveforms, batch.lengths, setting, augment=self._masks(generator) if training else None,
+                    freeze_encoder=training and update < task.freeze_updates,
                     freeze_features=task.freeze_feature_encoder)
         log_probs = out.logits.float().log_softmax(-1).transpose(0, 1)
         # zero_infinity: an impossible item's loss is inf and its gradient NaN, which would poison
@@ -110,7 +128,7 @@ class Finetuner(Trainer):
         tokens = batch.target_lengths[finite].sum()
         loss = per_item[finite].sum() / tokens if bool(finite.any()) else per_item.sum()
         sums = {"loss_sum": float(per_item[finite].detach().sum()), "tokens": float(tokens)}
-        if not self.module.training:
+        if not training:
             counts = error_rates(batch.texts, greedy_decode(out.logits, out.lengths, self.vocabulary))
             sums.update(vars(counts))
         return StepResult(loss, sums, skipped)
@@ -123,5 +141,10 @@ class Finetuner(Trainer):
         return result
 
     def export(self, folder: Path | None = None) -> Path:
-        """Write the fine-tuned recogniser as a model folder (RUN/model by default)."""
-        return self.module.save(folder or self.out / "model")
+        """Write the recogniser of the best-WER checkpoint (the current weights if none) as a model folder."""
+        best = self.out / CHECKPOINTS / BEST
+        model = self.module
+        if best.exists():
+            model = copy.deepcopy(self.module).cpu()
+            model.load_state_dict(read_checkpoint(best).model)
+        return model.save(folder or self.out / "model")

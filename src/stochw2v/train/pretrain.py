@@ -7,14 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import AudioDataset, read_manifest
+from ..audio.augment import Augmenter
+from ..data import AudioDataset, Batch, Manifest, read_manifest
 from ..model.compression import Compression
 from ..model.encoder import Encoder
-from ..model.pretraining import Wav2Vec2Pretraining
+from .contrastive import Wav2Vec2Pretraining
 from .recipe import PretrainRecipe
-from .trainer import StepResult, Trainer, TrainingError
+from .trainer import StepResult, Trainer
 
-__all__ = ["Pretrainer", "TrainingError"]
+__all__ = ["Pretrainer"]
 
 
 class Pretrainer(Trainer):
@@ -24,18 +25,21 @@ class Pretrainer(Trainer):
     def __init__(self, recipe: PretrainRecipe, train_tsv: Path, valid_tsv: Path, out: Path,
                  resume: bool = False, progress: bool = True, device: str | None = None) -> None:
         self.train_tsv, self.valid_tsv = Path(train_tsv), Path(valid_tsv)
-        super().__init__(recipe, out, resume, progress, device)
+        sources = {"train": str(self.train_tsv.resolve()), "valid": str(self.valid_tsv.resolve())}
+        super().__init__(recipe, out, sources, resume, progress, device)
 
-    def datasets(self) -> tuple[AudioDataset, AudioDataset]:
-        crop = self.recipe.data.crop or None
-        seed = self.recipe.run.seed
-        return (AudioDataset(read_manifest(self.train_tsv, labels=False), crop=crop, seed=seed),
-                AudioDataset(read_manifest(self.valid_tsv, labels=False), crop=crop, seed=seed))
+    def manifests(self) -> tuple[Manifest, Manifest]:
+        return read_manifest(self.train_tsv, labels=False), read_manifest(self.valid_tsv, labels=False)
+
+    def make_dataset(self, manifest: Manifest, train: bool) -> AudioDataset:
+        augment = Augmenter.from_dict(self.recipe.data.augment) if train and self.recipe.data.augment else None
+        return AudioDataset(manifest, crop=self.recipe.data.crop, seed=self.seed, augment=augment)
 
     def build_module(self) -> nn.Module:
-        return Wav2Vec2Pretraining(Encoder(self.recipe.model.encoder_config()), self.recipe.task)
+        config = self.recipe.model.encoder_config(self.policy.upsampler_size())
+        return Wav2Vec2Pretraining(Encoder(config), self.recipe.task)
 
-    def compute(self, model: nn.Module, batch, setting: Compression, update: int,
+    def compute(self, model: nn.Module, batch: Batch, setting: Compression, update: int,
                 generator: torch.Generator) -> StepResult:
         out = model(batch.waveforms, batch.lengths, setting, update, generator)
         frames = out.masked_frames

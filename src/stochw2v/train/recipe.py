@@ -1,10 +1,12 @@
-"""Training recipes: nested dataclasses read from YAML, with `--set a.b=value` overrides.
+"""Training recipes: nested dataclasses read from YAML (yaml.safe_load), with `--set a.b=value` overrides.
 
-Unknown or mistyped keys are errors that name the key path, raised before any work starts.
+Unknown or mistyped keys, and values out of range, are errors that name the key path, raised
+before any work starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,34 +14,63 @@ from typing import Any
 
 import yaml
 
-from ..model.compression import StochasticPolicy
-from ..model.config import EncoderConfig
-from ..model.ctc import FinetuneConfig
-from ..model.pretraining import PretrainConfig
+from ..errors import ConfigError, MissingFileError
+from ..model.config import PRESETS, EncoderConfig
+from ..model.policy import LayerPooling, StochasticPolicy
+from .tasks import FinetuneConfig, PretrainConfig
+
+REGULARISATION_KEYS = ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
 class ModelRecipe:
-    preset: str = "tiny"  # tiny | base | large
+    preset: str = "tiny"  # tiny | small | base | large (model/config.py PRESETS)
     overrides: dict = field(default_factory=dict)  # EncoderConfig fields on top of the preset
 
-    def encoder_config(self) -> EncoderConfig:
-        presets = {"tiny": EncoderConfig.tiny, "base": EncoderConfig.base, "large": EncoderConfig.large}
-        if self.preset not in presets:
-            raise ValueError(f"model.preset must be one of {sorted(presets)}, got {self.preset!r}")
-        return presets[self.preset](**self.overrides)
+    def encoder_config(self, max_upsample: int) -> EncoderConfig:
+        """The preset with overrides; the upsampler is sized by the policy (rows for trainable factors only)."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        known = {f.name for f in dataclasses.fields(EncoderConfig)} - {"trained_policy", "max_upsample"}
+        unknown = sorted(set(self.overrides) - known)
+        if "max_upsample" in self.overrides:
+            raise ConfigError("model.overrides.max_upsample: the upsampler is sized from the policy (its largest "
+                              "total factor), so that every row it holds is trained; remove the key")
+        if unknown:
+            raise ConfigError(f"unknown model.overrides key(s) {unknown}; EncoderConfig takes {sorted(known)}")
+        return EncoderConfig.preset(self.preset, **{**self.overrides, "max_upsample": max_upsample})
+
+
+@dataclass
+class PoolingRecipe:
+    layers: list = field(default_factory=list)  # layers (from 1) that may pool
+    factors: list = field(default_factory=lambda: [2])
+    prob: float = 0.0  # per listed layer, independently
+    all_prob: float = 0.0  # every layer at one shared factor (kv only)
 
 
 @dataclass
 class PolicyRecipe:
+    """Which setting each update runs at (model/policy.py). Three switches give the paper's arms:
+    `fixed: s=1` (W2V2), `fixed: s=2` (SEW), `pooling: false` (stochastic squeeze only)."""
+
     squeeze: list = field(default_factory=lambda: [1, 2, 3, 4])
-    query_layers: list = field(default_factory=list)
-    query_factors: list = field(default_factory=lambda: [1])
-    kv_factors: list = field(default_factory=lambda: [1])
+    query: PoolingRecipe = field(default_factory=PoolingRecipe)
+    kv: PoolingRecipe = field(default_factory=PoolingRecipe)
+    max_total_factor: int = 0  # 0: max(squeeze) x max(query factor)
+    pooling: bool = True  # false: query and key-value pooling off (stochastic squeeze only)
+    fixed: str = ""  # one setting for every update, e.g. "s=1" (W2V2) or "s=2" (SEW); overrides the rest
+    validate: list = field(default_factory=list)  # settings validated during training (default: the policy's)
 
     def policy(self, seed: int) -> StochasticPolicy:
-        return StochasticPolicy(tuple(self.squeeze), tuple(self.query_layers), tuple(self.query_factors),
-                                tuple(self.kv_factors), seed)
+        if self.fixed:
+            return StochasticPolicy.fixed(self.fixed, seed)
+        off = LayerPooling()
+        query = LayerPooling(tuple(self.query.layers), tuple(self.query.factors), self.query.prob, self.query.all_prob)
+        kv = LayerPooling(tuple(self.kv.layers), tuple(self.kv.factors), self.kv.prob, self.kv.all_prob)
+        return StochasticPolicy(tuple(self.squeeze), query if self.pooling else off, kv if self.pooling else off,
+                                self.max_total_factor, seed=seed)
 
 
 @dataclass
@@ -55,15 +86,18 @@ class OptimRecipe:
     final_lr_scale: float = 0.0  # lr * this at the end
     clip_norm: float = 0.0  # 0: no clipping
     update_freq: int = 1  # gradient accumulation steps per update
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
     max_bad_updates: int = 10  # NaN/inf losses in a row before the run stops
 
 
 @dataclass
 class DataRecipe:
     max_samples: int = 1_400_000  # batch budget in padded samples per rank (fairseq max_tokens)
-    crop: int = 250_000  # crop longer utterances to this many samples (0: no crop)
+    crop: int | None = 250_000  # crop longer utterances to this many samples (null: no crop)
+    min_samples: int = 0  # leave out shorter utterances (fairseq min_sample_size); 0: what the model needs
+    drop_unreadable: bool = False  # leave out audio that cannot be read (listed) instead of refusing
     num_workers: int = 2
+    augment: dict = field(default_factory=dict)  # audio/augment.py AugmentConfig fields; {} = none
 
 
 @dataclass
@@ -90,13 +124,13 @@ class PretrainRecipe:
 
 @dataclass
 class FinetuneRecipe:
-    encoder_overrides: dict = field(default_factory=dict)  # e.g. dropout, layerdrop of the loaded encoder
+    encoder_overrides: dict = field(default_factory=dict)  # dropout, layerdrop... of the loaded encoder
     task: FinetuneConfig = field(default_factory=FinetuneConfig)
     policy: PolicyRecipe = field(default_factory=PolicyRecipe)
     optim: OptimRecipe = field(default_factory=lambda: OptimRecipe(
         lr=5e-5, betas=[0.9, 0.98], eps=1e-8, weight_decay=0.0, warmup_updates=0, max_updates=20000,
         schedule="tri_stage", final_lr_scale=0.05))
-    data: DataRecipe = field(default_factory=lambda: DataRecipe(max_samples=3_200_000, crop=0))
+    data: DataRecipe = field(default_factory=lambda: DataRecipe(max_samples=3_200_000, crop=None))
     run: RunRecipe = field(default_factory=RunRecipe)
 
     def to_dict(self) -> dict:
@@ -114,14 +148,14 @@ def _to_plain(value: Any) -> Any:
 def _build(cls: type, data: Any, path: str, base: Any = None) -> Any:
     """`cls` from `data`, every key not given taken from `base` (the enclosing recipe's default)."""
     if not isinstance(data, dict):
-        raise ValueError(f"recipe key {path or '(top)'} must be a mapping, got {data!r}")
+        raise ConfigError(f"recipe key {path or '(top)'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{path}." if path else ""
-        raise ValueError(f"unknown recipe key(s) {', '.join(where + k for k in unknown)}; "
-                         f"{path or 'the recipe'} takes {sorted(names)}")
+        raise ConfigError(f"unknown recipe key(s) {', '.join(where + k for k in unknown)}; "
+                          f"{path or 'the recipe'} takes {sorted(names)}")
     base = base if base is not None else cls()
     values = {}
     for name in names:
@@ -136,11 +170,16 @@ def _build(cls: type, data: Any, path: str, base: Any = None) -> Any:
     try:
         return cls(**values)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"recipe section {path or '(top)'}: {error}") from None
+        raise ConfigError(f"recipe section {path or '(top)'}: {error}") from None
 
 
 def _check_type(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint) or hint
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None and len(options) < len(typing.get_args(hint)):
+            return None
+        return _check_type(options[0], value, key)
     if origin is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if origin is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
@@ -151,23 +190,63 @@ def _check_type(hint: Any, value: Any, key: str) -> Any:
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     expected = origin if isinstance(origin, type) else object
-    if expected is not object and not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ValueError(f"recipe key {key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+    if expected is not object and not isinstance(value, expected) or (expected in (int, float)
+                                                                     and isinstance(value, bool)):
+        raise ConfigError(f"recipe key {key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
     return value
 
 
 def apply_override(data: dict, assignment: str) -> None:
     """Apply 'a.b.c=value' (value parsed as YAML) to a nested dict in place."""
     if "=" not in assignment:
-        raise ValueError(f"--set expects key.path=value, got {assignment!r}")
+        raise ConfigError(f"--set expects key.path=value, got {assignment!r}")
     path, raw = assignment.split("=", 1)
     keys = path.strip().split(".")
     node = data
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
-            raise ValueError(f"--set {assignment!r}: {key} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+            raise ConfigError(f"--set {assignment!r}: {key} is not a section")
+    try:
+        node[keys[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({error})") from None
+
+
+def _at_least(value: Any, low: float, key: str) -> None:
+    if value < low:
+        raise ConfigError(f"recipe key {key} must be >= {low:g}, got {value!r}")
+
+
+def check_recipe(recipe: Any) -> None:
+    """Range checks the types alone do not give (a zero log_every would divide by zero later)."""
+    optim, data, run = recipe.optim, recipe.data, recipe.run
+    for key in ("log_every", "validate_every", "save_every"):
+        _at_least(getattr(run, key), 1, f"run.{key}")
+    _at_least(run.keep_last, 0, "run.keep_last")
+    for key in ("update_freq", "max_updates", "max_bad_updates"):
+        _at_least(getattr(optim, key), 1, f"optim.{key}")
+    _at_least(optim.warmup_updates, 0, "optim.warmup_updates")
+    _at_least(optim.clip_norm, 0, "optim.clip_norm")
+    if optim.lr <= 0:
+        raise ConfigError(f"recipe key optim.lr must be > 0, got {optim.lr}")
+    if optim.precision not in PRECISIONS:
+        raise ConfigError(f"recipe key optim.precision must be one of {PRECISIONS}, got {optim.precision!r} "
+                          "(fp16 is not offered: bf16 needs no loss scaling)")
+    if optim.schedule not in ("linear", "tri_stage"):
+        raise ConfigError(f"recipe key optim.schedule must be linear or tri_stage, got {optim.schedule!r}")
+    if len(optim.phase_ratio) != 3 or any(r < 0 for r in optim.phase_ratio) or abs(sum(optim.phase_ratio) - 1) > 1e-6:
+        raise ConfigError(f"recipe key optim.phase_ratio must be three fractions summing to 1, got {optim.phase_ratio}")
+    _at_least(data.max_samples, 1, "data.max_samples")
+    _at_least(data.num_workers, 0, "data.num_workers")
+    _at_least(data.min_samples, 0, "data.min_samples")
+    if data.crop is not None:
+        _at_least(data.crop, 1, "data.crop")
+    if isinstance(recipe, FinetuneRecipe):
+        unknown = sorted(set(recipe.encoder_overrides) - set(REGULARISATION_KEYS))
+        if unknown:
+            raise ConfigError(f"encoder_overrides takes only {list(REGULARISATION_KEYS)} (the weights fix the "
+                              f"rest), got {unknown}")
 
 
 def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = PretrainRecipe) -> Any:
@@ -176,22 +255,28 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
     if path is not None:
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: recipe not found")
+            raise MissingFileError(f"{path}: recipe not found")
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, expected a recipe .yaml file")
         try:
             data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML ({error})") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: a recipe is a mapping of sections")
+            raise ConfigError(f"{path}: a recipe is a mapping of sections")
     for assignment in overrides:
         apply_override(data, assignment)
     try:
         recipe = _build(cls, data, "")
-    except ValueError as error:
-        raise ValueError(f"{path or 'recipe'}: {error}") from None
-    if recipe.optim.schedule not in ("linear", "tri_stage"):
-        raise ValueError(f"{path or 'recipe'}: optim.schedule must be linear or tri_stage")
-    if isinstance(recipe, PretrainRecipe):  # fine-tuning checks the policy once the model is loaded
-        encoder = recipe.model.encoder_config()  # fail now on a bad model section
-        recipe.policy.policy(recipe.run.seed).check(encoder.num_layers, encoder.max_upsample)
+        check_recipe(recipe)
+        policy = recipe.policy.policy(recipe.run.seed)  # a bad policy fails now, naming the key
+        if isinstance(recipe, PretrainRecipe):  # fine-tuning checks the policy once the model is loaded
+            encoder = recipe.model.encoder_config(policy.upsampler_size())
+            policy.check(encoder.num_layers, encoder.max_upsample)
+    except ConfigError as error:
+        raise ConfigError(f"{path or 'recipe'}: {error}") from None
     return recipe
+
+
+__all__ = ["DataRecipe", "FinetuneRecipe", "ModelRecipe", "OptimRecipe", "PolicyRecipe", "PoolingRecipe",
+           "PretrainRecipe", "RunRecipe", "apply_override", "check_recipe", "load_recipe"]

@@ -17,22 +17,22 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
-import yaml
 from torch import nn
 from tqdm import tqdm
 
-from ..data import AudioDataset, BucketBatchSampler, make_loader
+from ..audio import SAMPLE_RATE
+from ..audio.augment import Augmenter
+from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
+from ..errors import ConfigError, TrainingError
 from ..model.compression import Compression
 from .distributed import init_distributed, ranks_agree
 from .optim import make_optimizer, make_scheduler
-from .state import LAST, load_checkpoint, rng_state, save_checkpoint
-
-
-class TrainingError(RuntimeError):
-    pass
+from .run_folder import append_log, prepare_run_folder, tensorboard_writer
+from .state import CHECKPOINTS, LAST, read_checkpoint, save_checkpoint
+from .usable_data import usable_manifest
 
 
 @dataclass
@@ -51,27 +51,6 @@ class StepResult:
     skipped: list[str] = field(default_factory=list)  # utterance ids left out of the loss, with reason
 
 
-def _comparable(recipe: dict) -> dict:
-    """What must match to continue a run: all but the length and the logging/saving cadence."""
-    return {**recipe, "optim": {**recipe["optim"], "max_updates": None}, "run": {"seed": recipe["run"]["seed"]}}
-
-
-def prepare_run_folder(out: Path, recipe_dict: dict, resume: bool, is_main: bool) -> Path | None:
-    """Refuse to mix runs; return the checkpoint to resume from, if any."""
-    saved = out / "recipe.yaml"
-    last = out / "checkpoints" / LAST
-    if saved.exists():
-        before = yaml.safe_load(saved.read_text())
-        if _comparable(before) != _comparable(recipe_dict):
-            raise TrainingError(f"{out}: holds a different run (its recipe.yaml differs); choose a new --out")
-        if not resume and last.exists():
-            raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose a new --out")
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(yaml.safe_dump(recipe_dict, sort_keys=False))
-    return last if resume and last.exists() else None
-
-
 def seed_update(seed: int, update: int, rank: int) -> torch.Generator:
     """Seed the global RNG (dropout, Gumbel) and return a generator for masks and negatives."""
     value = (seed * 1_000_003 + update * 7_919 + rank * 104_729) % (2**63)
@@ -80,24 +59,27 @@ def seed_update(seed: int, update: int, rank: int) -> torch.Generator:
 
 
 class Trainer:
-    """Generic loop; subclasses set `kind` and implement build_module, datasets, compute, summarize."""
+    """Generic loop; subclasses set `kind` and implement build_module, manifests, compute, summarize."""
 
     kind = "task"
     progress_name = "train"
+    best_key = "loss"  # validation number (mean over settings, lower is better) that picks the best checkpoint
 
-    def __init__(self, recipe: Any, out: Path, resume: bool = False, progress: bool = True,
-                 device: str | None = None) -> None:
+    def __init__(self, recipe: Any, out: Path, sources: dict[str, str], resume: bool = False,
+                 progress: bool = True, device: str | None = None) -> None:
         self.recipe, self.out, self.progress = recipe, Path(out), progress
         self.info = init_distributed(device)
-        self.train_set, self.valid_set = self.datasets()  # validates manifests before anything is written
-        resume_from = prepare_run_folder(self.out, recipe.to_dict(), resume, self.info.is_main)
-
         self.seed = recipe.run.seed
-        torch.manual_seed(self.seed)
-        self.module = self.build_module().to(self.info.device)
-        encoder_config = self.encoder.config
         self.policy = recipe.policy.policy(self.seed)
-        self.policy.check(encoder_config.num_layers, encoder_config.max_upsample)
+        torch.manual_seed(self.seed)
+        self.module = self.build_module()
+        config = self.encoder.config
+        self.policy.check(config.num_layers, config.max_upsample)
+        config.trained_policy = self.policy.to_dict()  # the model remembers what it was trained on
+        self.validation_settings = self._validation_settings()
+        self.train_set, self.valid_set = self._datasets()  # checked before anything is written
+        resume_from = prepare_run_folder(self.out, recipe.to_dict(), sources, resume, self.info.is_main)
+        self.module.to(self.info.device)
         self.model: nn.Module = self.module
         if self.info.enabled:
             self.model = nn.parallel.DistributedDataParallel(
@@ -105,32 +87,34 @@ class Trainer:
                 device_ids=[self.info.local_rank] if self.info.device.type == "cuda" else None)
         self.optimizer = make_optimizer(self.module, recipe.optim)
         self.scheduler = make_scheduler(self.optimizer, recipe.optim)
-        max_samples = recipe.data.max_samples
-        self.sampler = BucketBatchSampler(self.train_set.sizes(), max_samples, seed=self.seed,
+        self.sampler = BucketBatchSampler(self.train_set.sizes(), recipe.data.max_samples, seed=self.seed,
                                           num_replicas=self.info.world_size, rank=self.info.rank)
-        self.valid_sampler = BucketBatchSampler(self.valid_set.sizes(), max_samples, shuffle=False)
+        self.valid_sampler = BucketBatchSampler(self.valid_set.sizes(), recipe.data.max_samples, shuffle=False)
         self.position, self.best, self.bad_in_row = Position(), float("inf"), 0
         self.writer = None
         if resume_from is not None:
-            self._restore(load_checkpoint(resume_from))
+            self._restore(resume_from)
 
     # ---------------------------------------------------------- task hooks
     @property
     def encoder(self) -> nn.Module:
         return self.module.encoder
 
-    def datasets(self) -> tuple[AudioDataset, AudioDataset]:
+    def manifests(self) -> tuple[Manifest, Manifest]:
+        raise NotImplementedError
+
+    def make_dataset(self, manifest: Manifest, train: bool) -> AudioDataset:
         raise NotImplementedError
 
     def build_module(self) -> nn.Module:
         raise NotImplementedError
 
-    def compute(self, model: nn.Module, batch: Any, setting: Compression, update: int,
+    def compute(self, model: nn.Module, batch: Batch, setting: Compression, update: int,
                 generator: torch.Generator) -> StepResult:
         raise NotImplementedError
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        """Validation numbers from summed metrics; must include 'loss' (lower is better)."""
+        """Validation numbers from summed metrics; must include 'loss' and `best_key`."""
         raise NotImplementedError
 
     def extra_state(self) -> dict:
@@ -139,36 +123,60 @@ class Trainer:
     def check_validation(self, results: dict[str, dict]) -> None:
         """Warn about a run that has gone wrong in a way the loss hides (no-op unless overridden)."""
 
+    # ------------------------------------------------------------- set-up
+    def _validation_settings(self) -> list[Compression]:
+        num_layers = self.encoder.config.num_layers
+        if not self.recipe.policy.validate:
+            return self.policy.validation_settings(num_layers)
+        settings = [Compression.parse(s) for s in self.recipe.policy.validate]
+        for setting in settings:
+            if not self.policy.covers(setting, num_layers):
+                raise ConfigError(f"policy.validate: {setting} is never drawn by the policy "
+                                  f"({self.policy.describe()}); validate only trained settings")
+        return settings
+
+    def min_samples(self) -> int:
+        """Shortest utterance every trained setting can use: two output positions at the largest factor."""
+        config = self.encoder.config
+        return config.receptive_field + config.hop * (2 * self.policy.cap - 1)
+
+    def _datasets(self) -> tuple[AudioDataset, AudioDataset]:
+        data = self.recipe.data
+        shortest = max(data.min_samples, self.min_samples())
+        if data.augment:  # speed perturbation may shorten an utterance: keep a margin
+            shortest = math.ceil(shortest / Augmenter.from_dict(data.augment).config.slowest_shrink)
+        if data.crop is not None and data.crop < shortest:
+            raise ConfigError(f"data.crop={data.crop} is shorter than the {shortest} samples an utterance needs "
+                              f"at total factor {self.policy.cap}")
+        train, valid = self.manifests()
+        verbose = self.progress and self.info.is_main
+        train = usable_manifest(train, shortest, data.drop_unreadable, verbose)
+        valid = usable_manifest(valid, shortest, data.drop_unreadable, verbose)
+        return self.make_dataset(train, True), self.make_dataset(valid, False)
+
     # --------------------------------------------------------------- state
-    def _state(self) -> dict:
-        return {
-            "kind": self.kind,
-            "model": self.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "position": vars(self.position).copy(),
-            "best": self.best,
-            "recipe": self.recipe.to_dict(),
-            "encoder_config": self.encoder.config.to_dict(),
-            "policy": self.policy.to_dict(),
-            "rng": rng_state(),
-            **self.extra_state(),
-        }
-
-    def _restore(self, state: dict) -> None:
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.position = Position(**state["position"])
-        self.best = state["best"]
-
     def save(self, is_best: bool = False) -> None:
-        if self.info.is_main:
-            save_checkpoint(self.out / "checkpoints", self._state(), self.position.update, is_best,
-                            self.recipe.run.keep_last)
+        if not self.info.is_main:
+            return
+        meta = {"kind": self.kind, "position": vars(self.position).copy(), "best": self.best,
+                "recipe": self.recipe.to_dict(), "encoder_config": self.encoder.config.to_dict(),
+                "policy": self.policy.to_dict(), "scheduler": self.scheduler.state_dict(), **self.extra_state()}
+        save_checkpoint(self.out / CHECKPOINTS, self.module.state_dict(), self.optimizer.state_dict(), meta,
+                        self.position.update, is_best, self.recipe.run.keep_last)
+
+    def _restore(self, path: Path) -> None:
+        checkpoint = read_checkpoint(path)
+        try:
+            self.module.load_state_dict(checkpoint.model)
+            self.optimizer.load_state_dict(checkpoint.optimizer)
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise TrainingError(f"{path}: does not fit this run's model ({str(error).splitlines()[0]})") from None
+        self.scheduler.load_state_dict(checkpoint.meta["scheduler"])
+        self.position = Position(**checkpoint.meta["position"])
+        self.best = checkpoint.meta["best"]
 
     # ---------------------------------------------------------------- data
-    def _batches(self):
+    def _batches(self) -> Iterator[Batch]:
         """Endless batches for this rank, continuing from the saved position."""
         while True:
             self.sampler.set_epoch(self.position.epoch, start_batch=self.position.batch)
@@ -185,66 +193,26 @@ class Trainer:
             precision = "bf16" if self.info.device.type == "cuda" else "fp32"
         if precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.info.device.type, dtype=dtype)
+        return torch.autocast(self.info.device.type, dtype=torch.bfloat16)
 
     # ---------------------------------------------------------------- loop
     def train(self, max_updates: int | None = None) -> dict:
-        optim, run = self.recipe.optim, self.recipe.run
-        total = max_updates if max_updates is not None else optim.max_updates
+        """Run updates until `max_updates` (default: the recipe's); validate and save on schedule."""
+        run = self.recipe.run
+        total = max_updates if max_updates is not None else self.recipe.optim.max_updates
         batches = self._batches()
         if self.info.is_main and self.writer is None:
-            self.writer = _tensorboard(self.out / "tensorboard")
+            self.writer = tensorboard_writer(self.out / "tensorboard")
         bar = tqdm(total=total, initial=self.position.update, desc=self.progress_name, unit="upd",
                    disable=not (self.progress and self.info.is_main))
         history: list[dict] = []
-        start, seconds_seen = time.perf_counter(), 0.0
+        clock = {"start": time.perf_counter(), "audio": 0.0}
         self.model.train()
         while self.position.update < total:
-            update = self.position.update
-            setting = self.policy.sample(update)
-            # fetch first: starting a DataLoader draws from the global RNG, which is seeded next
-            micro_batches = [next(batches).to(self.info.device) for _ in range(optim.update_freq)]
-            generator = seed_update(self.seed, update, self.info.rank)
-            results, finite = [], True
-            for micro, batch in enumerate(micro_batches):
-                seconds_seen += float(batch.lengths.sum()) / 16_000
-                sync = micro == optim.update_freq - 1 or not self.info.enabled
-                with (contextlib.nullcontext() if sync else self.model.no_sync()), self._autocast():
-                    result = self.compute(self.model, batch, setting, update, generator)
-                    finite &= bool(torch.isfinite(result.loss))
-                    (result.loss / optim.update_freq).backward()
-                if result.skipped:
-                    warnings.warn(f"update {update}: left out of the loss: {'; '.join(result.skipped)}",
-                                  stacklevel=1)
-                results.append(result)
-            grad_norm = float("nan")
-            if finite:  # the norm also catches gradients that overflow while the loss does not
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(
-                    self.module.parameters(), optim.clip_norm if optim.clip_norm > 0 else float("inf")))
-            if not finite or not math.isfinite(grad_norm):
-                self.optimizer.zero_grad(set_to_none=True)
-                self.bad_in_row += 1
-                what = "loss" if not finite else "gradient norm"
-                warnings.warn(f"update {update} ({setting}): {what} is NaN or inf; update skipped "
-                              f"({self.bad_in_row} in a row)", stacklevel=1)
-                if self.bad_in_row >= optim.max_bad_updates:
-                    raise TrainingError(f"{self.bad_in_row} non-finite losses in a row at update {update}; "
-                                        f"stopped. The last good checkpoint is {self.out / 'checkpoints' / LAST}")
-                self.position.update += 1
+            record = self._update(batches, clock)
+            if record is None:
                 continue
-            self.bad_in_row = 0
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.position.update += 1
             bar.update()
-            record = {"update": self.position.update, "setting": str(setting),
-                      "loss": sum(r.loss.item() for r in results) / len(results),
-                      "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                      "audio_s_per_s": seconds_seen / (time.perf_counter() - start)}
-            sums = _add_sums(r.sums for r in results)
-            record.update({k: v for k, v in self.summarize(sums).items() if k != "loss"})
             history.append(record)
             done = self.position.update == total
             if self.position.update % run.log_every == 0 or done:
@@ -252,22 +220,74 @@ class Trainer:
                                  if k not in ("update", "audio_s_per_s", "grad_norm")})
                 self._log("train", record)
             if self.position.update % run.validate_every == 0 or done:
-                results_by_setting = self.validate()
-                mean_loss = sum(r["loss"] for r in results_by_setting.values()) / len(results_by_setting)
-                is_best = mean_loss < self.best
-                self.best = min(self.best, mean_loss)
-                for name, result in results_by_setting.items():
-                    self._log(f"valid/{name}", result)
-                self.check_validation(results_by_setting)
-                if self.progress and self.info.is_main:
-                    bar.write(f"update {self.position.update} valid: " + "; ".join(
-                        f"{name} " + " ".join(f"{k}={v:.3f}" for k, v in result.items())
-                        for name, result in results_by_setting.items()))
-                self.save(is_best)
+                self._validate_and_save(bar)
             elif self.position.update % run.save_every == 0:
                 self.save()
         bar.close()
-        summary = {"updates": self.position.update, "history": history[-5:],
+        return self._finish(history)
+
+    def _update(self, batches: Iterator[Batch], clock: dict[str, float]) -> dict | None:
+        """One optimizer update (with gradient accumulation); None when it had to be skipped."""
+        optim, update = self.recipe.optim, self.position.update
+        setting = self.policy.sample(update)
+        # fetch first: starting a DataLoader draws from the global RNG, which is seeded next
+        micro_batches = [next(batches).to(self.info.device) for _ in range(optim.update_freq)]
+        generator = seed_update(self.seed, update, self.info.rank)
+        results, finite = [], True
+        for micro, batch in enumerate(micro_batches):
+            clock["audio"] += float(batch.lengths.sum()) / SAMPLE_RATE
+            sync = micro == optim.update_freq - 1 or not self.info.enabled
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self._autocast():
+                result = self.compute(self.model, batch, setting, update, generator)
+                finite &= bool(torch.isfinite(result.loss))
+                (result.loss / optim.update_freq).backward()
+            if result.skipped:
+                warnings.warn(f"update {update}: left out of the loss: {'; '.join(result.skipped)}", stacklevel=1)
+            results.append(result)
+        grad_norm = float("nan")
+        if finite:  # the norm also catches gradients that overflow while the loss does not
+            limit = optim.clip_norm if optim.clip_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.module.parameters(), limit))
+        if not finite or not math.isfinite(grad_norm):
+            self._skip(update, setting, "loss" if not finite else "gradient norm")
+            return None
+        self.bad_in_row = 0
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.position.update += 1
+        record = {"update": self.position.update, "setting": str(setting),
+                  "loss": sum(r.loss.item() for r in results) / len(results),
+                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                  "audio_s_per_s": clock["audio"] / (time.perf_counter() - clock["start"])}
+        record.update({k: v for k, v in self.summarize(_add_sums(r.sums for r in results)).items() if k != "loss"})
+        return record
+
+    def _skip(self, update: int, setting: Compression, what: str) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_in_row += 1
+        warnings.warn(f"update {update} ({setting}): {what} is NaN or inf; update skipped "
+                      f"({self.bad_in_row} in a row)", stacklevel=2)
+        if self.bad_in_row >= self.recipe.optim.max_bad_updates:
+            raise TrainingError(f"{self.bad_in_row} non-finite losses in a row at update {update}; "
+                                f"stopped. The last good checkpoint is {self.out / CHECKPOINTS / LAST}")
+        self.position.update += 1
+
+    def _validate_and_save(self, bar: tqdm) -> None:
+        results = self.validate()
+        score = sum(r[self.best_key] for r in results.values()) / len(results)
+        is_best = score < self.best
+        self.best = min(self.best, score)
+        for name, result in results.items():
+            self._log(f"valid/{name}", result)
+        self.check_validation(results)
+        if self.progress and self.info.is_main:
+            bar.write(f"update {self.position.update} valid: " + "; ".join(
+                f"{name} " + " ".join(f"{k}={v:.3f}" for k, v in result.items()) for name, result in results.items()))
+        self.save(is_best)
+
+    def _finish(self, history: list[dict]) -> dict:
+        summary = {"updates": self.position.update, "best": {self.best_key: self.best}, "history": history[-5:],
                    "ranks_agree": ranks_agree(self.module, self.info)}
         if self.info.is_main:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -277,10 +297,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, settings: list[Compression] | None = None) -> dict[str, dict]:
-        """Validation metrics at every setting of the policy (or the given ones), on rank 0's view."""
+        """Validation metrics at each validation setting (or the given ones), on this rank's view."""
         self.model.eval()
         results = {}
-        for setting in settings or self.policy.settings():
+        for setting in settings or self.validation_settings:
             generator = torch.Generator().manual_seed(12345)
             self.valid_sampler.set_epoch(0)
             sums: dict[str, float] = {}
@@ -294,17 +314,15 @@ class Trainer:
         return results
 
     def _log(self, prefix: str, record: dict) -> None:
-        """One JSON line per record in log.jsonl (greppable, survives without TensorBoard), and TensorBoard."""
+        """log.jsonl and TensorBoard, on rank 0."""
         if not self.info.is_main:
             return
-        line = {"update": self.position.update, "split": prefix, **{k: v for k, v in record.items() if k != "update"}}
-        with (self.out / "log.jsonl").open("a") as log:
-            log.write(json.dumps(line) + "\n")
-        if self.writer is None:
-            return
-        for key, value in record.items():
-            if isinstance(value, (int, float)) and key != "update":
-                self.writer.add_scalar(f"{prefix}/{key}", value, self.position.update)
+        append_log(self.out, {"update": self.position.update, "split": prefix,
+                              **{k: v for k, v in record.items() if k != "update"}})
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "update":
+                    self.writer.add_scalar(f"{prefix}/{key}", value, self.position.update)
 
 
 def _add_sums(items) -> dict[str, float]:
@@ -315,10 +333,4 @@ def _add_sums(items) -> dict[str, float]:
     return total
 
 
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency; keep training if a user removed it
-        warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=1)
-        return None
-    return SummaryWriter(str(folder))
+__all__ = ["Position", "StepResult", "Trainer", "seed_update"]

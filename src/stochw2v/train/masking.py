@@ -22,11 +22,16 @@ def sample_span_mask(lengths: list[int], max_len: int, prob: float, span: int, m
 
 
 def mask_features(x: Tensor, lengths: list[int], time_prob: float, time_span: int, channel_prob: float,
-                  channel_span: int, mask_embedding: Tensor, generator: torch.Generator) -> Tensor:
-    """Fine-tuning augmentation: time spans become the mask embedding, channel spans become zero."""
+                  channel_span: int, mask_embedding: Tensor, generator: torch.Generator,
+                  time_min_spans: int = 2) -> Tensor:
+    """Fine-tuning augmentation: time spans become the mask embedding, channel spans become zero.
+
+    Time masks put at least `time_min_spans` spans in each item (fairseq's min_masks=2), so a
+    short utterance is never left unmasked by rounding; channel masks have no minimum (fairseq).
+    """
     batch, frames, dim = x.shape
     if time_prob > 0:
-        time_mask = sample_span_mask(lengths, frames, time_prob, time_span, 0, generator).to(x.device)
+        time_mask = sample_span_mask(lengths, frames, time_prob, time_span, time_min_spans, generator).to(x.device)
         x = torch.where(time_mask[..., None], mask_embedding.to(x.dtype), x)
     if channel_prob > 0:
         channels = sample_span_mask([dim] * batch, dim, channel_prob, channel_span, 0, generator).to(x.device)

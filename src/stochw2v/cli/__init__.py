@@ -1,0 +1,39 @@
+"""The `stochw2v` command line: one subcommand per stage of the pipeline.
+
+Errors the user can fix (a bad file, value or setting: `Stochw2vError`) print one line naming the
+thing and exit with 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import Stochw2vError
+from . import data_commands, eval_commands, model_commands, train_commands
+
+COMMAND_GROUPS = (model_commands, data_commands, train_commands, eval_commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stochw2v", description="Stochastic wav2vec 2.0: speech encoders whose "
+                                     "compute is chosen per call.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Stochw2vError as error:
+        print(f"stochw2v {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"stochw2v {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,123 @@
+"""Argument types and helpers the subcommands share: checked numbers, devices, models, settings."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError, Stochw2vError
+from ..model import CTCModel, Compression, Model
+from ..sources import load
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def settings_list(text: str) -> list[Compression]:
+    try:
+        return Compression.parse_list(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def one_setting(text: str) -> Compression:
+    if ";" in text:
+        raise argparse.ArgumentTypeError(f"--compression takes one setting; for several use --settings ({text!r})")
+    try:
+        return Compression.parse(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """cpu, cuda or cuda:N; a clear error for unknown names and for CUDA on a machine without it."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise Stochw2vError(f"--device {name!r}: not a device name (use cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise Stochw2vError(f"--device {name!r}: only cpu and cuda are supported")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise Stochw2vError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise Stochw2vError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def add_threads(parser: argparse.ArgumentParser, default: int = 2) -> None:
+    parser.add_argument("--threads", type=positive_int, default=default, help="torch intra-op threads (default: %(default)s)")
+
+
+def add_decoding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--beam", type=positive_int, default=None, help="beam width (default: greedy decoding)")
+    parser.add_argument("--lm", help="n-gram LM: an ARPA/KenLM binary file, or a folder from `stochw2v lm build`")
+    parser.add_argument("--lm-weight", type=finite_float, default=0.5, help="LM weight (pyctcdecode alpha)")
+    parser.add_argument("--word-score", type=finite_float, default=1.0, help="score added per word (beta)")
+
+
+def beam_options(args: argparse.Namespace) -> dict | None:
+    if not args.beam and not args.lm:
+        return None
+    return {"beam_width": args.beam or 50, "lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score}
+
+
+def load_model(path: str, device: torch.device | None = None) -> Model:
+    model = load(path)
+    return model if device is None else model.to(device)
+
+
+def load_recogniser(path: str, device: torch.device | None = None) -> CTCModel:
+    model = load_model(path, device)
+    if not isinstance(model, CTCModel):
+        raise Stochw2vError(f"{path}: holds an encoder without a CTC head; fine-tune it first (stochw2v finetune)")
+    return model
+
+
+def existing_file(path: str, what: str) -> Path:
+    file = Path(path)
+    if not file.exists():
+        raise Stochw2vError(f"{file}: no such {what}")
+    if file.is_dir():
+        raise Stochw2vError(f"{file}: is a folder, expected a {what}")
+    return file
+
+
+__all__ = ["add_decoding", "add_device", "add_threads", "beam_options", "existing_file", "finite_float",
+           "load_model", "load_recogniser", "one_setting", "positive_float", "positive_int", "resolve_device",
+           "settings_list"]

@@ -1,0 +1,60 @@
+"""`stochw2v profile` and `stochw2v export-hf`: models as objects."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..evaluate.profile import format_table, profile
+from ..evaluate.timing import thread_note
+from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
+from .common import add_device, add_threads, load_model, one_setting, positive_float, positive_int, resolve_device, \
+    settings_list
+
+PROFILE_SETTINGS = "s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2"
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device) if args.model else Encoder(EncoderConfig.preset(args.size)).to(device)
+    encoder = model.encoder if isinstance(model, CTCModel) else model  # a recogniser is profiled by its encoder
+    settings = args.settings or (None if args.model else settings_list(PROFILE_SETTINGS))
+    if settings is None:
+        policy = encoder.config.policy
+        settings = policy.validation_settings(encoder.config.num_layers) if policy else settings_list("s=1")
+    source = args.model or f"random-weight {args.size} encoder"
+    print(f"{source}: {count_parameters(encoder) / 1e6:.1f}M parameters, {args.seconds:g} s of audio, "
+          f"batch {args.batch}, {thread_note()}, {device}, median of {args.repeats} interleaved runs")
+    rows = profile(encoder, settings, args.seconds, args.repeats, batch=args.batch)
+    print(format_table(rows, args.seconds))
+    return 0
+
+
+def run_export_hf(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    out = export_hf(model, args.out, args.compression, source=Path(args.model))
+    kind = "recogniser (ForCTC)" if isinstance(model, CTCModel) else "encoder"
+    print(f"wrote a HF transformers {kind} to {out}")
+    return 0
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("profile", help="MACs and measured time of each compression setting")
+    p.add_argument("--model", help="model folder (ours or HF); default: random weights of --size")
+    p.add_argument("--size", default="base", choices=sorted(PRESETS), help="preset for random weights")
+    p.add_argument("--settings", type=settings_list, default=None,
+                   help=f"settings separated by ';' (default: the model's trained ones, or {PROFILE_SETTINGS})")
+    p.add_argument("--seconds", type=positive_float, default=10.0)
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=3)
+    add_threads(p)
+    add_device(p)
+    p.set_defaults(run=run_profile)
+
+    p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder (ForCTC for recognisers)")
+    p.add_argument("model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--compression", type=one_setting, default=None, help="fixed setting to export (default: the model's)")
+    p.set_defaults(run=run_export_hf)

@@ -1,0 +1,103 @@
+"""`stochw2v pretrain`, `finetune` and `demo`: the training stages."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..demo import run_demo as demo
+from ..train.distributed import shutdown_distributed
+from ..train.finetune import Finetuner
+from ..train.pretrain import Pretrainer
+from ..train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+from .common import load_model, positive_int, resolve_device
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.set or [])
+    if args.max_updates is not None:
+        overrides.append(f"optim.max_updates={args.max_updates}")
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    return overrides
+
+
+def _device(args: argparse.Namespace) -> str | None:
+    return None if args.device is None else str(resolve_device(args.device))
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.config, _overrides(args), PretrainRecipe)
+    trainer = Pretrainer(recipe, Path(args.train), Path(args.valid), Path(args.out), resume=args.resume,
+                         device=_device(args))
+    summary = trainer.train()
+    if trainer.info.is_main:
+        print(f"{args.out}: {summary['updates']} updates; checkpoints in {Path(args.out) / 'checkpoints'}")
+        print("| setting | valid contrastive loss | valid accuracy | chance | code perplexity |\n|---|---|---|---|---|")
+        for name, result in trainer.validate().items():
+            print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} | {result['chance']:.3f} "
+                  f"| {result['perplexity']:.1f} |")
+    shutdown_distributed()
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = load_recipe(args.config, _overrides(args), FinetuneRecipe)
+    init = load_model(args.init)
+    trainer = Finetuner(recipe, init, Path(args.train), Path(args.valid), Path(args.out),
+                        init_source=str(Path(args.init).resolve()), resume=args.resume, device=_device(args))
+    summary = trainer.train()
+    if trainer.info.is_main:
+        folder = trainer.export()
+        print(f"{args.out}: {summary['updates']} updates; best-WER recogniser saved to {folder}")
+        print("| setting | valid loss | valid WER | valid CER |\n|---|---|---|---|")
+        for name, result in trainer.validate().items():
+            print(f"| {name} | {result['loss']:.3f} | {result['wer']:.3f} | {result['cer']:.3f} |")
+    shutdown_distributed()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    return demo(Path(args.out), hours=args.hours, pretrain_updates=args.pretrain_updates,
+                finetune_updates=args.finetune_updates)
+
+
+def _add_training_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-updates", type=positive_int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY.PATH=VALUE",
+                   help="override recipe fields: --set optim.lr=1e-3 task.mask_prob=0.5")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's)")
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("pretrain", help="stochastic wav2vec 2.0 pre-training (torchrun for several ranks)")
+    p.add_argument("--config", help="recipe YAML (configs/pretrain_tiny.yaml, configs/pretrain_base.yaml)")
+    p.add_argument("--train", required=True, help="training manifest (.tsv)")
+    p.add_argument("--valid", required=True, help="validation manifest (.tsv)")
+    p.add_argument("--out", required=True, help="run folder: recipe.yaml, checkpoints/, log.jsonl, tensorboard/")
+    _add_training_arguments(p)
+    p.set_defaults(run=run_pretrain)
+
+    p = commands.add_parser("finetune", help="CTC fine-tuning (torchrun for several ranks)")
+    p.add_argument("--init", required=True, help="pre-training run, model folder, or HF Wav2Vec2/SEW folder")
+    p.add_argument("--config", help="recipe YAML (configs/finetune_tiny.yaml, configs/finetune_base_10h.yaml)")
+    p.add_argument("--train", required=True, help="labelled training manifest (.tsv with .wrd)")
+    p.add_argument("--valid", required=True, help="labelled validation manifest")
+    p.add_argument("--out", required=True, help="run folder; the best-WER recogniser is written to OUT/model")
+    _add_training_arguments(p)
+    p.set_defaults(run=run_finetune)
+
+    p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--hours", type=float, default=1.0, help="synthetic speech to make")
+    p.add_argument("--pretrain-updates", type=positive_int, default=600)
+    p.add_argument("--finetune-updates", type=positive_int, default=1800)
+    p.set_defaults(run=run_demo)

@@ -1,0 +1,93 @@
+"""What `evaluate` leaves on disk: results.json, results.md and tradeoff.png.
+
+The plot has a WER and a CER panel: one curve per model over relative encoder time, 95%
+intervals as error bars, each metric's Pareto front marked, and setting labels placed so they
+do not overlap (or are left out where no free spot is found, rather than drawn over others).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import Stochw2vError
+from ..files import atomic_write, ensure_writable_folder
+from .tradeoff import Evaluation, SettingResult, markdown_table, pareto_front, results_payload
+
+_OFFSETS = [(5, 5), (5, -12), (-8, 8), (-8, -14), (8, 0), (-12, 0), (5, 16), (5, -22), (-12, 18), (-12, -24)]
+
+
+def check_output_folder(out: Path) -> Path:
+    """Refuse an --out that cannot hold the results before any evaluation runs."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise Stochw2vError(f"{out}: is a file; --out must be a folder (results.json, results.md, tradeoff.png)")
+    return ensure_writable_folder(out, "results folder")
+
+
+def _place_labels(ax, fig, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each point at the first offset whose text box overlaps no earlier box and no point."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    taken = []
+    for x, y, text in points:
+        px, py = ax.transData.transform((x, y))
+        taken.append((px - 3, py - 3, px + 3, py + 3))
+    for x, y, text in points:
+        for dx, dy in _OFFSETS:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7)
+            box = label.get_window_extent(renderer)
+            bounds = (box.x0, box.y0, box.x1, box.y1)
+            if not any(bounds[0] < t[2] and t[0] < bounds[2] and bounds[1] < t[3] and t[1] < bounds[3]
+                       for t in taken):
+                taken.append(bounds)
+                break
+            label.remove()
+
+
+def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict] | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for ax, metric, label in zip(axes, ("wer", "cer"), ("word error rate", "character error rate")):
+        points = []
+        for name in dict.fromkeys(r.model for r in rows):
+            mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
+            values = [getattr(r, metric) for r in mine]
+            errors = [[v - getattr(r, f"{metric}_low") for v, r in zip(values, mine)],
+                      [getattr(r, f"{metric}_high") - v for v, r in zip(values, mine)]]
+            ax.errorbar([r.relative_time for r in mine], values, yerr=errors, fmt="o-", capsize=3, label=name)
+            points += [(r.relative_time, getattr(r, metric), r.setting) for r in mine]
+        for point in extra_points or []:
+            ax.scatter([point["relative_time"]], [point[metric]], marker="*", s=160, zorder=5, label=point["label"])
+            points.append((point["relative_time"], point[metric], point["label"]))
+        front = pareto_front(rows, metric)
+        ax.plot([r.relative_time for r in front], [getattr(r, metric) for r in front], "k--", lw=1,
+                label="Pareto front")
+        ax.set_xlabel(f"encoder time relative to {rows[0].model} {rows[0].setting}")
+        ax.set_ylabel(f"{label} (95% CI)")
+        ax.set_title(f"{metric.upper()} against inference time, per setting")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        _place_labels(ax, fig, points)
+    fig.tight_layout()
+    atomic_write(path, None, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return path
+
+
+def write_results(evaluation: Evaluation, out: Path, extra: dict | None = None,
+                  extra_points: list[dict] | None = None) -> None:
+    out = check_output_folder(out)
+    payload = results_payload(evaluation, extra)
+    if extra_points:
+        payload["extra_points"] = extra_points
+    atomic_write(out / "results.json", json.dumps(payload, indent=1).encode())
+    table = markdown_table(evaluation.rows) + f"\n\n{evaluation.protocol}\n"
+    atomic_write(out / "results.md", table.encode())
+    plot_tradeoff(evaluation.rows, out / "tradeoff.png", extra_points)
+
+
+__all__ = ["check_output_folder", "plot_tradeoff", "write_results"]

@@ -1,0 +1,104 @@
+"""Our model folder format, read side: config.json + model.safetensors back into modules.
+
+Only JSON and safetensors are read, so a model folder cannot run code. Every problem is a
+`ModelFileError` naming the file: missing weights, tensors that do not fit the config, a
+config from another tool.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..data.text import Vocabulary
+from ..errors import ConfigError, MissingFileError, ModelFileError
+from ..files import read_json, read_tensors
+from .config import EncoderConfig
+from .ctc import CTCModel
+from .encoder import Encoder
+from .saving import CONFIG_FILE, FORMAT, KINDS, WEIGHTS_FILE
+from .transformer import split_upsampler_weights
+
+Model = Encoder | CTCModel
+
+
+def load_state_checked(model: nn.Module, state: dict[str, Tensor], source: str,
+                       optional: tuple[str, ...] = ()) -> None:
+    """load_state_dict with messages that name the file and the mismatching tensors."""
+    state = _legacy_upsampler(state)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing weights {missing[:6]}{' ...' if len(missing) > 6 else ''}")
+    if unexpected:
+        problems.append(f"unexpected weights {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''}")
+    if shapes:
+        problems.append("shape mismatch " + "; ".join(shapes[:4]))
+    if problems:
+        raise ModelFileError(f"{source}: weights do not fit the model's config: " + "; ".join(problems))
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+
+
+def _legacy_upsampler(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Files from before the per-block upsampler stored one stacked Linear; split it."""
+    for prefix in ("context.upsample.", "encoder.context.upsample."):
+        if f"{prefix}weight" in state:
+            state = split_upsampler_weights(state, prefix, state[f"{prefix}weight"].shape[1])
+    return state
+
+
+def encoder_config_from(data: Any, source: str) -> EncoderConfig:
+    try:
+        return EncoderConfig.from_dict(data)
+    except ConfigError as error:
+        raise ModelFileError(f"{source}: bad encoder config ({error})") from None
+
+
+def vocabulary_from(tokens: Any, source: str) -> Vocabulary:
+    if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) for t in tokens):
+        raise ModelFileError(f"{source}: a CTC model needs its vocabulary (a list of token strings)")
+    try:
+        return Vocabulary.from_tokens(tokens)
+    except ValueError as error:
+        raise ModelFileError(f"{source}: bad vocabulary ({error})") from None
+
+
+def build_model(kind: str, config: EncoderConfig, state: dict[str, Tensor], source: str,
+                vocabulary: Vocabulary | None = None) -> Model:
+    """An Encoder or CTCModel of `config` holding `state`, in eval mode."""
+    encoder = Encoder(config)
+    model: Model = encoder if kind == "encoder" else CTCModel(encoder, vocabulary)
+    load_state_checked(model, state, source)
+    return model.eval()
+
+
+def read_model_folder(folder: Path, meta: dict[str, Any] | None = None) -> Model:
+    """Our folder (config.json with format 'stochw2v' + model.safetensors)."""
+    config_path = Path(folder) / CONFIG_FILE
+    meta = read_json(config_path, "model config") if meta is None else meta
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{config_path}: not a stochw2v model config (format={meta.get('format')!r})")
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ModelFileError(f"{config_path}: holds a {kind!r}, not one of {KINDS}")
+    config = encoder_config_from(meta.get("encoder"), str(config_path))
+    if config.trained_policy is None and meta.get("trained_settings"):  # version 1 folders
+        config.trained_policy = {"squeeze": [1], "patterns": list(meta["trained_settings"])}
+    weights = Path(folder) / WEIGHTS_FILE
+    if not weights.exists():
+        raise MissingFileError(f"{folder}: no {WEIGHTS_FILE} beside {CONFIG_FILE}")
+    vocabulary = vocabulary_from(meta.get("vocabulary"), str(config_path)) if kind == "ctc" else None
+    return build_model(kind, config, read_tensors(weights), str(weights), vocabulary)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["Model", "build_model", "count_parameters", "encoder_config_from", "load_state_checked",
+           "read_model_folder", "vocabulary_from"]

@@ -1,0 +1,40 @@
+"""Our model folder format, write side: config.json (JSON) + model.safetensors.
+
+    {"format": "stochw2v", "version": 2, "kind": "encoder" | "ctc",
+     "encoder": {EncoderConfig fields, trained_policy included},
+     "vocabulary": [tokens]   (ctc only)}
+
+Reading (and building the modules back) is `model/loading.py`; both sides share these names.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from ..errors import Stochw2vError
+from ..files import ensure_writable_folder, write_json, write_tensors
+
+FORMAT = "stochw2v"
+VERSION = 2
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+KINDS = ("encoder", "ctc")
+
+
+def write_model_folder(path: str | os.PathLike, kind: str, encoder_config: dict[str, Any],
+                       state: dict[str, Tensor], **extra: Any) -> Path:
+    """Write weights first, then config.json (a reader that finds the config finds its weights)."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise Stochw2vError(f"{out}: is a file; a model is saved as a folder ({CONFIG_FILE} + {WEIGHTS_FILE})")
+    ensure_writable_folder(out, "model folder")
+    write_tensors(out / WEIGHTS_FILE, state)
+    meta = {"format": FORMAT, "version": VERSION, "kind": kind, "encoder": encoder_config, **extra}
+    write_json(out / CONFIG_FILE, meta)
+    return out
+
+
+__all__ = ["CONFIG_FILE", "FORMAT", "KINDS", "VERSION", "WEIGHTS_FILE", "write_model_folder"]

@@ -1,0 +1,56 @@
+"""`stochw2v.load`: one entry point for every place a model can come from.
+
+* our model folder (config.json with format "stochw2v" + model.safetensors);
+* a training run folder (its model: best-WER checkpoint for fine-tuning, last for pre-training);
+* a HF transformers Wav2Vec2 / SEW folder.
+
+Nothing read here can run code: JSON, safetensors, or torch's weights-only unpickler.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import MissingFileError, ModelFileError, Stochw2vError
+from .files import read_json
+from .model.hf import HF_MODEL_TYPES, load_hf_model
+from .model.loading import Model, build_model, encoder_config_from, read_model_folder, vocabulary_from
+from .model.saving import CONFIG_FILE, FORMAT
+from .train.state import is_run_folder, model_checkpoint
+
+
+def load_run(folder: Path) -> Model:
+    """The model a training run folder holds (see `train.state.model_checkpoint`)."""
+    checkpoint = model_checkpoint(folder)
+    meta, source = checkpoint.meta, str(checkpoint.path)
+    config = encoder_config_from(meta.get("encoder_config"), source)
+    if meta.get("kind") == "finetune":
+        vocabulary = vocabulary_from(meta.get("vocabulary"), source)
+        return build_model("ctc", config, checkpoint.model, source, vocabulary)
+    weights = {k[len("encoder."):]: v for k, v in checkpoint.model.items() if k.startswith("encoder.")}
+    return build_model("encoder", config, weights, source)
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load a model folder: ours (encoder or CTC recogniser), a training run, or a HF Wav2Vec2 / SEW
+    `save_pretrained` folder (a recogniser when it has a CTC head and vocab.json)."""
+    folder = Path(path)
+    if not folder.exists():
+        raise MissingFileError(f"{folder}: no such file or directory")
+    if not folder.is_dir():
+        raise Stochw2vError(f"{folder}: expected a model folder (config.json + weights) or a run folder, got a file")
+    if is_run_folder(folder):
+        return load_run(folder)
+    config_path = folder / CONFIG_FILE
+    if not config_path.exists():
+        raise MissingFileError(f"{folder}: no {CONFIG_FILE}; not a stochw2v, run or HF transformers folder")
+    meta = read_json(config_path, "model config")
+    if meta.get("format") == FORMAT:
+        return read_model_folder(folder, meta)
+    if meta.get("model_type") in HF_MODEL_TYPES:
+        return load_hf_model(folder, meta)
+    raise ModelFileError(f"{config_path}: neither a stochw2v model nor a HF model of type {HF_MODEL_TYPES} "
+                         f"(model_type={meta.get('model_type')!r})")
+
+
+__all__ = ["load", "load_run"]

@@ -1,0 +1,91 @@
+"""Starting, resuming and writing a run folder (the layout is described in `train/state.py`).
+
+A run folder is "started" once it holds a checkpoint. Before that it can be re-used by a
+corrected command (a failed start never blocks the next one); after that it is only continued,
+with --resume, from the same recipe and the same data and initial model.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import TrainingError
+from ..files import atomic_write, ensure_writable_folder, read_json, remove_stale_temp_files, write_json
+from .state import CHECKPOINTS, LAST
+
+RECIPE_FILE, SOURCES_FILE, LOG_FILE = "recipe.yaml", "run.json", "log.jsonl"
+
+
+def _comparable(recipe: dict) -> dict:
+    """What must match to continue a run: all but the length and the logging/saving cadence."""
+    return {**recipe, "optim": {**recipe["optim"], "max_updates": None}, "run": {"seed": recipe["run"]["seed"]},
+            "data": {**recipe["data"], "num_workers": None}}
+
+
+def _read_saved_recipe(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise TrainingError(f"{path}: not valid YAML ({error}); this folder does not hold a readable run") from None
+    if not isinstance(data, dict) or "optim" not in data or "run" not in data:
+        raise TrainingError(f"{path}: not a stochw2v recipe; this folder does not hold a readable run")
+    return data
+
+
+def prepare_run_folder(out: Path, recipe: dict, sources: dict[str, str], resume: bool, is_main: bool) -> Path | None:
+    """Refuse to mix runs; return the checkpoint to resume from (None for a fresh start)."""
+    out = Path(out)
+    last = out / CHECKPOINTS / LAST
+    started = last.exists()
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: is a file; --out must be a folder")
+    if resume and not started:
+        raise TrainingError(f"{out}: nothing to resume (no {CHECKPOINTS}/{LAST}); drop --resume to start the run")
+    if started:
+        _check_same_run(out, recipe, sources, resume)
+    if is_main:
+        ensure_writable_folder(out, "run folder")
+        remove_stale_temp_files(out / CHECKPOINTS)
+        atomic_write(out / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False).encode())
+        write_json(out / SOURCES_FILE, sources)
+        if not started and (out / LOG_FILE).exists():
+            (out / LOG_FILE).unlink()  # the log of a start that never reached a checkpoint
+    return last if started else None
+
+
+def _check_same_run(out: Path, recipe: dict, sources: dict[str, str], resume: bool) -> None:
+    saved = out / RECIPE_FILE
+    if not resume:
+        raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose a new --out")
+    if not saved.exists():
+        raise TrainingError(f"{out}: holds checkpoints but no {RECIPE_FILE}; cannot check that --resume continues "
+                            "the same run")
+    if _comparable(_read_saved_recipe(saved)) != _comparable(recipe):
+        raise TrainingError(f"{out}: holds a different run (its {RECIPE_FILE} differs); choose a new --out")
+    before = read_json(out / SOURCES_FILE, "run sources") if (out / SOURCES_FILE).exists() else {}
+    for key, value in sources.items():
+        if key in before and before[key] != value:
+            raise TrainingError(f"{out}: was started with --{key} {before[key]}, not {value}; resume with the same "
+                                f"--{key} or choose a new --out")
+
+
+def append_log(out: Path, line: dict[str, Any]) -> None:
+    """One JSON line per record in log.jsonl (greppable, survives without TensorBoard)."""
+    with (Path(out) / LOG_FILE).open("a") as log:
+        log.write(json.dumps(line) + "\n")
+
+
+def tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; keep training if a user removed it
+        warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=1)
+        return None
+    return SummaryWriter(str(folder))
+
+
+__all__ = ["LOG_FILE", "RECIPE_FILE", "SOURCES_FILE", "append_log", "prepare_run_folder", "tensorboard_writer"]
