@@ -17,7 +17,8 @@ def run_synth(args: argparse.Namespace) -> int:
     workers = args.workers or os.cpu_count() or 1
     ensure_writable_folder(Path(args.out), "corpus folder")
     summary = make_corpus(args.out, args.hours, args.seed, workers, [Path(p) for p in args.text] if args.text else None,
-                          engines=tuple(args.engines.split(",")))
+                          engines=tuple(args.engines.split(",")), valid_count=args.valid_utterances,
+                          test_count=args.test_utterances, sentence_file=args.sentences)
     print(f"{args.out}: {summary['audio_seconds'] / 3600:.2f} h of speech in {summary['wall_seconds']} s "
           f"({summary['audio_seconds_per_second']} audio s/s, {workers} processes)")
     for split, info in summary["splits"].items():
@@ -65,6 +66,9 @@ def add_commands(commands) -> None:
     p.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
     p.add_argument("--engines", default="espeak", help="comma-separated: espeak, flite (default: %(default)s)")
     p.add_argument("--text", nargs="+", help="English text files to take sentences from (default: fortunes)")
+    p.add_argument("--sentences", help="one sentence per line, used as written (instead of --text/fortunes)")
+    p.add_argument("--valid-utterances", type=positive_int, help="size of the valid split (default: 5%%)")
+    p.add_argument("--test-utterances", type=positive_int, help="size of the test split (default: 5%%)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import Stochw2vError
 from ..evaluate.profile import format_table, profile
 from ..evaluate.timing import thread_note
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
@@ -40,7 +41,30 @@ def run_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def run_export(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    _check_not_inside(Path(args.model), Path(args.out))
+    out = model.save(args.out, dtype=DTYPES[args.dtype])
+    print(f"wrote {out} (stochw2v model folder, {args.dtype} weights)")
+    return 0
+
+
+def _check_not_inside(source: Path, out: Path) -> None:
+    source, target = source.resolve(), out.resolve()
+    if target == source or source in target.parents:
+        raise Stochw2vError(f"{out}: is (inside) the model being exported ({source}); choose another --out")
+
+
 def add_commands(commands) -> None:
+    p = commands.add_parser("export", help="write any loadable model (run folder, HF folder) as our model folder")
+    p.add_argument("model")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="stored weight precision")
+    p.set_defaults(run=run_export)
+
     p = commands.add_parser("profile", help="MACs and measured time of each compression setting")
     p.add_argument("--model", help="model folder (ours or HF); default: random weights of --size")
     p.add_argument("--size", default="base", choices=sorted(PRESETS), help="preset for random weights")

@@ -37,7 +37,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if trainer.info.is_main:
         print(f"{args.out}: {summary['updates']} updates; checkpoints in {Path(args.out) / 'checkpoints'}")
         print("| setting | valid contrastive loss | valid accuracy | chance | code perplexity |\n|---|---|---|---|---|")
-        for name, result in trainer.validate().items():
+        for name, result in (trainer.last_validation or trainer.validate()).items():
             print(f"| {name} | {result['loss']:.3f} | {result['accuracy']:.3f} | {result['chance']:.3f} "
                   f"| {result['perplexity']:.1f} |")
     shutdown_distributed()
@@ -56,7 +56,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         folder = trainer.export()
         print(f"{args.out}: {summary['updates']} updates; best-WER recogniser saved to {folder}")
         print("| setting | valid loss | valid WER | valid CER |\n|---|---|---|---|")
-        for name, result in trainer.validate().items():
+        for name, result in (trainer.last_validation or trainer.validate()).items():
             print(f"| {name} | {result['loss']:.3f} | {result['wer']:.3f} | {result['cer']:.3f} |")
     shutdown_distributed()
     return 0

@@ -110,6 +110,22 @@ def load_sentences(text_files: list[Path] | None = None, min_words: int = 4, max
     return sorted(sentences)
 
 
+def read_sentence_list(path: Path) -> list[str]:
+    """One sentence per line, used as written (for example the output of `load_sentences`, saved):
+    the same list gives the same corpus plan on any machine."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthError(f"{path}: sentence file not found")
+    sentences = sorted(dict.fromkeys(line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+                                     if line.strip()))
+    bad = [line for line in sentences if not _SPOKEN.match(line)]
+    if bad:
+        raise SynthError(f"{path}: {len(bad)} lines hold characters espeak would not read as words, e.g. {bad[0]!r}")
+    if not sentences:
+        raise SynthError(f"{path}: no sentences")
+    return sentences
+
+
 def voice_pool(engines: tuple[str, ...]) -> dict[str, list[str]]:
     """Every voice of each engine, in a fixed order."""
     pool = {}
@@ -128,7 +144,8 @@ def _prosody(voice: str, rng: random.Random) -> tuple[int, int]:
 
 def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int = 4,
                 valid_fraction: float = 0.05, test_fraction: float = 0.05,
-                engines: tuple[str, ...] = ("espeak",)) -> list[Utterance]:
+                engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
+                test_count: int | None = None) -> list[Utterance]:
     """Choose every utterance (text, voice, rate, pitch) before any audio is made.
 
     The test split's sentences never occur in train or valid, and it alternates voices never
@@ -153,7 +170,8 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
 
     mean_chars = sum(len(s) for s in pool) / len(pool)
     total = max(3, math.ceil(hours * 3600 / (mean_chars / 15.0)))  # speech runs about 15 chars/s
-    counts = {"valid": max(2, round(total * valid_fraction)), "test": max(4, round(total * test_fraction))}
+    counts = {"valid": valid_count or max(2, round(total * valid_fraction)),
+              "test": test_count or max(4, round(total * test_fraction))}
     counts["train"] = max(1, total - counts["valid"] - counts["test"])
     plan = []
     for split in SPLITS:
@@ -207,7 +225,8 @@ def _work(args: tuple[Utterance, Path, dict[str, str]]) -> tuple[Utterance, int]
 
 def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int = 2,
                 text_files: list[Path] | None = None, progress: bool = True,
-                engines: tuple[str, ...] = ("espeak",)) -> dict:
+                engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
+                test_count: int | None = None, sentence_file: Path | None = None) -> dict:
     """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
     from tqdm import tqdm
 
@@ -217,8 +236,8 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
         raise SynthError(f"--engines must name each engine once, got {list(engines)}")
     out = Path(out_dir)
     binaries = {engine: engine_binary(engine) for engine in engines}
-    sentences = load_sentences(text_files)
-    plan = plan_corpus(sentences, hours, seed, engines=tuple(engines))
+    sentences = read_sentence_list(sentence_file) if sentence_file else load_sentences(text_files)
+    plan = plan_corpus(sentences, hours, seed, engines=tuple(engines), valid_count=valid_count, test_count=test_count)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[tuple[Utterance, int]] = []

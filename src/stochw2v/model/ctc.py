@@ -77,9 +77,10 @@ class CTCModel(nn.Module):
         self.train(was_training)
         return greedy_decode(out.logits, out.lengths, self.vocabulary)
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """config.json (encoder config with its training distribution, vocabulary) + model.safetensors."""
-        return write_model_folder(path, "ctc", self.encoder.config.to_dict(), self.state_dict(),
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """config.json (encoder config with its training distribution, vocabulary) + model.safetensors;
+        dtype=torch.float16 stores half-size weights."""
+        return write_model_folder(path, "ctc", self.encoder.config.to_dict(), self.state_dict(), dtype,
                                   vocabulary=list(self.vocabulary.tokens))
 
 

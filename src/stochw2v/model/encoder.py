@@ -126,9 +126,10 @@ class Encoder(nn.Module):
         return self.config.num_frames(num_samples)
 
     # ---------------------------------------------------------------- saving
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write config.json + model.safetensors to folder `path` (each file atomically)."""
-        return write_model_folder(path, "encoder", self.config.to_dict(), self.state_dict())
+    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write config.json + model.safetensors to folder `path` (each file atomically);
+        dtype=torch.float16 stores half-size weights."""
+        return write_model_folder(path, "encoder", self.config.to_dict(), self.state_dict(), dtype)
 
 
 def _init_linear(module: nn.Module) -> None:

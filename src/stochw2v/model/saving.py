@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..errors import Stochw2vError
@@ -25,8 +26,14 @@ KINDS = ("encoder", "ctc")
 
 
 def write_model_folder(path: str | os.PathLike, kind: str, encoder_config: dict[str, Any],
-                       state: dict[str, Tensor], **extra: Any) -> Path:
-    """Write weights first, then config.json (a reader that finds the config finds its weights)."""
+                       state: dict[str, Tensor], dtype: torch.dtype | None = None, **extra: Any) -> Path:
+    """Write weights first, then config.json (a reader that finds the config finds its weights).
+
+    dtype: store floating-point weights in this precision (float16 halves the file; loading
+    converts back to the model's float32).
+    """
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise Stochw2vError(f"{out}: is a file; a model is saved as a folder ({CONFIG_FILE} + {WEIGHTS_FILE})")

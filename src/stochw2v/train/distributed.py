@@ -14,18 +14,16 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    enabled: bool = False  # a process group is running (torchrun), even with one rank
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
 
 def init_distributed(device: str | None = None) -> DistInfo:
-    """Read torchrun's environment; start the process group when there is more than one rank."""
+    """Read torchrun's environment; under torchrun start the process group (NCCL on GPU, gloo on CPU),
+    even for one rank, so that a one-GPU torchrun run takes the same DDP path as a 64-GPU one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -33,9 +31,10 @@ def init_distributed(device: str | None = None) -> DistInfo:
     target = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(target)
-    if world > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or world > 1
+    if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistInfo(rank, world, local, target)
+    return DistInfo(rank, world, local, target, dist.is_initialized())
 
 
 def parameter_checksums(module: torch.nn.Module) -> torch.Tensor:
@@ -46,7 +45,7 @@ def parameter_checksums(module: torch.nn.Module) -> torch.Tensor:
 def ranks_agree(module: torch.nn.Module, info: DistInfo) -> bool:
     if not info.enabled:
         return True
-    local = parameter_checksums(module)
+    local = parameter_checksums(module).to(info.device)  # NCCL gathers device tensors only
     gathered = [torch.zeros_like(local) for _ in range(info.world_size)]
     dist.all_gather(gathered, local)
     return all(torch.equal(gathered[0], other) for other in gathered[1:])

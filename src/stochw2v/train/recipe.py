@@ -107,6 +107,10 @@ class RunRecipe:
     save_every: int = 500
     keep_last: int = 2
     seed: int = 1
+    # wall-clock budget in minutes (0: none): after `calibration_updates` updates the run measures its
+    # speed and shortens optim.max_updates (and with it the learning-rate schedule) to fit
+    max_minutes: float = 0.0
+    calibration_updates: int = 20
 
 
 @dataclass
@@ -224,6 +228,8 @@ def check_recipe(recipe: Any) -> None:
     for key in ("log_every", "validate_every", "save_every"):
         _at_least(getattr(run, key), 1, f"run.{key}")
     _at_least(run.keep_last, 0, "run.keep_last")
+    _at_least(run.max_minutes, 0, "run.max_minutes")
+    _at_least(run.calibration_updates, 1, "run.calibration_updates")
     for key in ("update_freq", "max_updates", "max_bad_updates"):
         _at_least(getattr(optim, key), 1, f"optim.{key}")
     _at_least(optim.warmup_updates, 0, "optim.warmup_updates")

@@ -22,7 +22,7 @@ RECIPE_FILE, SOURCES_FILE, LOG_FILE = "recipe.yaml", "run.json", "log.jsonl"
 
 def _comparable(recipe: dict) -> dict:
     """What must match to continue a run: all but the length and the logging/saving cadence."""
-    return {**recipe, "optim": {**recipe["optim"], "max_updates": None}, "run": {"seed": recipe["run"]["seed"]},
+    return {**recipe, "optim": {**recipe["optim"], "max_updates": None}, "run": {"seed": recipe["run"].get("seed")},
             "data": {**recipe["data"], "num_workers": None}}
 
 

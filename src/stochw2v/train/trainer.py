@@ -91,7 +91,7 @@ class Trainer:
                                           num_replicas=self.info.world_size, rank=self.info.rank)
         self.valid_sampler = BucketBatchSampler(self.valid_set.sizes(), recipe.data.max_samples, shuffle=False)
         self.position, self.best, self.bad_in_row = Position(), float("inf"), 0
-        self.writer = None
+        self.writer, self.last_validation = None, {}
         if resume_from is not None:
             self._restore(resume_from)
 
@@ -206,12 +206,18 @@ class Trainer:
         bar = tqdm(total=total, initial=self.position.update, desc=self.progress_name, unit="upd",
                    disable=not (self.progress and self.info.is_main))
         history: list[dict] = []
-        clock = {"start": time.perf_counter(), "audio": 0.0}
+        clock = {"start": time.perf_counter(), "audio": 0.0, "first_update": self.position.update}
         self.model.train()
         while self.position.update < total:
             record = self._update(batches, clock)
             if record is None:
                 continue
+            done_here = self.position.update - clock["first_update"]
+            if run.max_minutes and done_here == run.calibration_updates // 2:
+                clock["warm"] = time.perf_counter()  # data-loader start-up and first-shape costs are behind us
+            if run.max_minutes and done_here == run.calibration_updates + run.calibration_updates // 2:
+                total = self._fit_budget(total, clock)
+                bar.total = total
             bar.update()
             history.append(record)
             done = self.position.update == total
@@ -263,6 +269,23 @@ class Trainer:
         record.update({k: v for k, v in self.summarize(_add_sums(r.sums for r in results)).items() if k != "loss"})
         return record
 
+    def _fit_budget(self, total: int, clock: dict[str, float]) -> int:
+        """Shorten the run (and its schedule, which reads optim.max_updates) to fit run.max_minutes."""
+        run, optim = self.recipe.run, self.recipe.optim
+        now = time.perf_counter()
+        elapsed = now - clock["start"]
+        per_update = (now - clock["warm"]) / run.calibration_updates
+        left = run.max_minutes * 60 * 0.92 - elapsed  # 8% kept for validation, saving and the last batches
+        planned = min(total, self.position.update + max(0, int(left / per_update)))
+        if planned < total:
+            optim.max_updates = planned
+            if self.info.is_main:
+                self._log("plan", {"max_updates": planned, "seconds_per_update": per_update,
+                                   "budget_minutes": run.max_minutes})
+                tqdm.write(f"{self.progress_name}: {per_update:.3f} s per update; {planned} updates fit "
+                           f"run.max_minutes={run.max_minutes:g} (the schedule is shortened to match)")
+        return planned
+
     def _skip(self, update: int, setting: Compression, what: str) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_in_row += 1
@@ -275,6 +298,7 @@ class Trainer:
 
     def _validate_and_save(self, bar: tqdm) -> None:
         results = self.validate()
+        self.last_validation = results
         score = sum(r[self.best_key] for r in results.values()) / len(results)
         is_best = score < self.best
         self.best = min(self.best, score)
