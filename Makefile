@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
 
-.PHONY: setup demo profile test bench clean
+.PHONY: setup demo experiment profile test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -24,11 +24,24 @@ $(TESTS): $(STAMP)
 demo: setup
 	$(VENV)/bin/stochw2v demo --out runs/demo
 
+# The paper's three claims in miniature (about 2 h on 2 cores); EXPERIMENT.md and its plot land in the repository.
+experiment: setup
+	$(VENV)/bin/stochw2v experiment --out runs/experiment
+	cp runs/experiment/EXPERIMENT.md EXPERIMENT.md
+	mkdir -p docs && cp runs/experiment/evaluate/tradeoff.png docs/experiment_tradeoff.png
+
 profile: setup
 	$(VENV)/bin/stochw2v profile --size base
 
 test: $(TESTS)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=10
+
+# everything but the tests marked slow (training fixtures, torchrun, demo, synthesis): under 30 s
+test-fast: $(TESTS)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(TESTS)
+	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: $(TESTS)
 	$(PY) benchmarks/encoder_speed.py

@@ -92,7 +92,8 @@ def collate(items: list[dict]) -> Batch:
     return batch
 
 
-def make_loader(dataset: AudioDataset, sampler: BucketBatchSampler, num_workers: int = 0) -> DataLoader:
-    """A DataLoader over bucketed batches; workers decode audio in parallel."""
+def make_loader(dataset: AudioDataset, sampler: BucketBatchSampler, num_workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over bucketed batches; workers decode (and augment) audio in parallel."""
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                      persistent_workers=False, pin_memory=False)
+                      persistent_workers=False, pin_memory=pin_memory)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +18,7 @@ from ..model.compression import Compression
 from ..model.encoder import Encoder
 from ..model.pooling import padding_mask
 from ..model.quantizer import GumbelQuantizer
-from .masking import sample_span_mask
+from .masking import numpy_rng, sample_span_mask
 from .tasks import PretrainConfig
 
 
@@ -98,26 +99,28 @@ class Wav2Vec2Pretraining(nn.Module):
 
     def _score(self, predictions: Tensor, targets: Tensor, counts: list[int], generator: torch.Generator) -> _Scores:
         """Cosine scores of each masked frame's prediction against its target and K negatives drawn
-        from the other masked frames of the same utterance."""
-        k, logits, correct, chance = self.config.num_negatives, [], [], []
-        offset = 0
-        for count in counts:
-            y, p = targets[offset:offset + count], predictions[offset:offset + count]
-            offset += count
-            index = torch.randint(0, count - 1, (count, k), generator=generator).to(y.device)
-            index = index + (index >= torch.arange(count, device=y.device)[:, None]).long()  # skip itself
-            negatives = y[index]  # [count, k, d]
-            candidates = torch.cat([y[:, None], negatives], dim=1)
-            sim = F.cosine_similarity(p[:, None].float(), candidates.float(), dim=-1) / self.config.logit_temperature
-            same = (negatives == y[:, None]).all(-1)
-            # negatives equal to the target are left out (as fairseq does); a frame with no other
-            # negative left (a collapsed codebook) counts as wrong, so collapse cannot score
-            sim[:, 1:] = sim[:, 1:].masked_fill(same, float("-inf"))
-            correct.append((sim[:, 0] > sim[:, 1:].max(dim=1).values) & ~same.all(dim=1))
-            distinct = (~same).sum(dim=1)
-            chance.append(torch.where(distinct > 0, 1.0 / (distinct + 1.0), 0.0))
-            logits.append(sim)
-        return _Scores(torch.cat(logits), torch.cat(correct), torch.cat(chance))
+        uniformly from the other masked frames of the same utterance (all frames at once)."""
+        k, device = self.config.num_negatives, targets.device
+        counts_np = np.asarray(counts, dtype=np.int64)
+        own = np.repeat(counts_np, counts_np)  # masked frames in each frame's utterance
+        first = np.repeat(np.cumsum(counts_np) - counts_np, counts_np)  # index of its utterance's first frame
+        position = np.arange(len(own)) - first
+        draw = (numpy_rng(generator).random((len(own), k)) * (own[:, None] - 1)).astype(np.int64)
+        draw += draw >= position[:, None]  # skip the frame itself
+        draw = np.where(own[:, None] > 1, draw, position[:, None])  # a lone masked frame has only itself
+        index = torch.from_numpy(first[:, None] + draw).to(device)
+        negatives = targets[index]  # [N, K, d]
+        candidates = torch.cat([targets[:, None], negatives], dim=1)
+        sim = F.cosine_similarity(predictions[:, None].float(), candidates.float(), dim=-1)
+        sim = sim / self.config.logit_temperature
+        same = (negatives == targets[:, None]).all(-1)
+        # negatives equal to the target are left out (as fairseq does); a frame with no other
+        # negative left (a collapsed codebook) counts as wrong, so collapse cannot score
+        sim[:, 1:] = sim[:, 1:].masked_fill(same, float("-inf"))
+        correct = (sim[:, 0] > sim[:, 1:].max(dim=1).values) & ~same.all(dim=1)
+        distinct = (~same).sum(dim=1)
+        chance = torch.where(distinct > 0, 1.0 / (distinct + 1.0), 0.0)
+        return _Scores(sim, correct, chance)
 
 
 __all__ = ["PretrainOutput", "Wav2Vec2Pretraining"]

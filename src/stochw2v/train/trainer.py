@@ -181,7 +181,8 @@ class Trainer:
         while True:
             self.sampler.set_epoch(self.position.epoch, start_batch=self.position.batch)
             self.train_set.set_epoch(self.position.epoch)
-            for batch in make_loader(self.train_set, self.sampler, self.recipe.data.num_workers):
+            for batch in make_loader(self.train_set, self.sampler, self.recipe.data.num_workers,
+                                     pin_memory=self.info.device.type == "cuda"):
                 self.position.batch += 1
                 yield batch
             self.position.epoch += 1

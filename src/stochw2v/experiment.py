@@ -1,0 +1,266 @@
+"""`make experiment`: the paper's three claims, tested in miniature on the synthetic corpus.
+
+Arms (same architecture, corpus and number of updates in each stage):
+
+    w2v2        pre-trained and fine-tuned at s=1 only (policy.fixed=s=1; no upsampler)
+    sew2, sew4  pre-trained and fine-tuned at s=2 (s=4) only (policy.fixed=s=k)
+    squeeze     stochastic squeeze in both stages, no pooling (policy.pooling=false)
+    stochastic  stochastic squeeze and pooling in both stages (the recipe as written)
+    stoch>s2    the stochastic pre-trained model fine-tuned at s=2 only (and stoch>s4 at s=4)
+
+Every model is evaluated on every setting of EVAL_SETTINGS it can run, on a test split with
+voices and sentences never seen in training; WER/CER come with 95% bootstrap intervals and the
+claims with paired intervals of their differences. Stages already finished in OUT are reused,
+so an interrupted experiment continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .data import read_manifest
+from .data.synth import make_corpus
+from .evaluate.report import write_results
+from .evaluate.statistics import paired_difference_interval
+from .evaluate.tradeoff import Evaluation, evaluate_models, markdown_table
+from .model import CTCModel, Compression
+from .sources import load
+from .train.finetune import Finetuner
+from .train.pretrain import Pretrainer
+from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EVAL_SETTINGS = ("s=1", "s=2", "s=3", "s=4", "s=1,kv=2", "s=2,kv=2", "s=1,q3=2", "s=2,q3=2", "s=4,q3=2")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    pretrain: tuple[str, ...]  # recipe overrides of the pre-training stage ("" = stochastic recipe as written)
+    pretrain_name: str  # arms that share a pre-trained model share this name
+    finetune: tuple[str, ...]
+
+
+ARMS = (
+    Arm("w2v2", ("policy.fixed=s=1",), "w2v2", ("policy.fixed=s=1",)),
+    Arm("sew2", ("policy.fixed=s=2",), "sew2", ("policy.fixed=s=2",)),
+    Arm("stochastic", (), "stochastic", ()),
+    Arm("stoch>s2", (), "stochastic", ("policy.fixed=s=2",)),
+    Arm("sew4", ("policy.fixed=s=4",), "sew4", ("policy.fixed=s=4",)),
+    Arm("squeeze", ("policy.pooling=false",), "squeeze", ("policy.pooling=false",)),
+    Arm("stoch>s4", (), "stochastic", ("policy.fixed=s=4",)),
+)
+CORE = ("w2v2", "sew2", "stochastic", "stoch>s2")  # the arms every seed runs; the others run seed 1 only
+
+
+@dataclass
+class ExperimentPlan:
+    out: Path
+    hours: float = 2.0
+    test_utterances: int = 320
+    seeds: tuple[int, ...] = (1, 2)
+    pretrain_updates: int = 600
+    finetune_updates: int = 1800
+    arms: tuple[str, ...] = tuple(a.name for a in ARMS)
+    all_arms_every_seed: bool = False
+    device: str | None = None
+    repeats: int = 3
+
+    def runs(self) -> list[tuple[Arm, int]]:
+        chosen = [a for a in ARMS if a.name in self.arms]
+        return [(arm, seed) for seed in self.seeds for arm in chosen
+                if seed == self.seeds[0] or self.all_arms_every_seed or arm.name in CORE]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=CONFIGS.parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _done(run: Path) -> bool:
+    summary = run / "summary.json"
+    return summary.exists() and json.loads(summary.read_text()).get("finished", False)
+
+
+def _mark_done(run: Path, seconds: float) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "finished": True, "wall_seconds": seconds}, indent=2))
+
+
+def _pretrain(plan: ExperimentPlan, arm: Arm, seed: int, data: Path) -> Path:
+    run = plan.out / "pretrain" / f"{arm.pretrain_name}-seed{seed}"
+    if _done(run):
+        return run
+    start = time.perf_counter()
+    recipe = load_recipe(CONFIGS / "pretrain_tiny.yaml", [*arm.pretrain, f"optim.max_updates={plan.pretrain_updates}",
+                                                          f"run.validate_every={plan.pretrain_updates}",
+                                                          f"run.seed={seed}"], PretrainRecipe)
+    last = run / "checkpoints" / "checkpoint_last.safetensors"
+    Pretrainer(recipe, data / "train.tsv", data / "valid.tsv", run, resume=last.exists(),
+               device=plan.device).train()
+    _mark_done(run, time.perf_counter() - start)
+    return run
+
+
+def _finetune(plan: ExperimentPlan, arm: Arm, seed: int, data: Path, init: Path) -> Path:
+    run = plan.out / "finetune" / f"{arm.name}-seed{seed}"
+    if _done(run):
+        return run / "model"
+    start = time.perf_counter()
+    recipe = load_recipe(CONFIGS / "finetune_tiny.yaml", [*arm.finetune, f"optim.max_updates={plan.finetune_updates}",
+                                                          f"run.validate_every={plan.finetune_updates // 3}",
+                                                          f"run.seed={seed}"], FinetuneRecipe)
+    last = run / "checkpoints" / "checkpoint_last.safetensors"
+    trainer = Finetuner(recipe, load(init), data / "train.tsv", data / "valid.tsv", run,
+                        init_source=str(init.resolve()), resume=last.exists(), device=plan.device)
+    trainer.train()
+    trainer.export()
+    _mark_done(run, time.perf_counter() - start)
+    return run / "model"
+
+
+def _runnable(model: CTCModel) -> list[Compression]:
+    settings = []
+    for text in EVAL_SETTINGS:
+        try:
+            settings.append(model.encoder.config.resolve(text))
+        except ValueError:
+            continue
+    return settings
+
+
+def _evaluate(plan: ExperimentPlan, models: dict[str, Path], data: Path) -> Evaluation:
+    manifest = read_manifest(data / "test.tsv", labels=True)
+    device = torch.device(plan.device) if plan.device else torch.device("cpu")
+    loaded = {name: load(path).to(device) for name, path in models.items()}
+    evaluations = [evaluate_models({name: model}, manifest, _runnable(model), plan.repeats) for name, model in
+                   loaded.items()]
+    merged = Evaluation([], {}, {}, evaluations[0].protocol)
+    baseline = evaluations[0].rows[0].encoder_seconds
+    for evaluation in evaluations:  # one time base for all models: the first model's first setting
+        for row in evaluation.rows:
+            row.relative_time = row.encoder_seconds / baseline
+        merged.rows += evaluation.rows
+        merged.hypotheses.update(evaluation.hypotheses)
+        merged.utterance_counts.update(evaluation.utterance_counts)
+    return merged
+
+
+def run_experiment(plan: ExperimentPlan) -> Path:
+    """Corpus, every arm's training, evaluation, claims; writes OUT/EXPERIMENT.md (+ results, plot)."""
+    start = time.perf_counter()
+    plan.out.mkdir(parents=True, exist_ok=True)
+    data = plan.out / "data"
+    if not (data / "corpus.json").exists():
+        make_corpus(data, plan.hours, seed=0, workers=2, test_count=plan.test_utterances, valid_count=100)
+    models: dict[str, Path] = {}
+    timings: dict[str, float] = {}
+    for arm, seed in plan.runs():
+        begun = time.perf_counter()
+        pretrained = _pretrain(plan, arm, seed, data)
+        models[f"{arm.name} seed{seed}"] = _finetune(plan, arm, seed, data, pretrained)
+        timings[f"{arm.name} seed{seed}"] = time.perf_counter() - begun
+        print(f"[experiment] {arm.name} seed {seed} done ({(time.perf_counter() - start) / 60:.1f} min so far)",
+              flush=True)
+    evaluation = _evaluate(plan, models, data)
+    write_results(evaluation, plan.out / "evaluate", {"manifest": str(data / "test.tsv")})
+    report = experiment_report(plan, evaluation, time.perf_counter() - start)
+    (plan.out / "EXPERIMENT.md").write_text(report)
+    return plan.out / "EXPERIMENT.md"
+
+
+def _row(evaluation: Evaluation, model: str, setting: str):
+    return next((r for r in evaluation.rows if r.model == model and r.setting == setting), None)
+
+
+def _difference(evaluation: Evaluation, a: str, b: str, setting_a: str, setting_b: str, metric: str) -> str:
+    """metric(b) - metric(a) with its paired 95% interval, on the same utterances."""
+    ca = evaluation.utterance_counts.get(a, {}).get(setting_a)
+    cb = evaluation.utterance_counts.get(b, {}).get(setting_b)
+    if ca is None or cb is None:
+        return "n/a"
+    ra, rb = _row(evaluation, a, setting_a), _row(evaluation, b, setting_b)
+    low, high = paired_difference_interval(ca, cb, metric)
+    diff = getattr(rb, metric) - getattr(ra, metric)
+    verdict = "not distinguishable from 0" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
+
+
+def claims_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
+    """The three claims as paired differences (stochastic minus specialist), per seed."""
+    lines = ["| claim | comparison | seed | CER difference [95% CI] | WER difference [95% CI] |", "|---|---|---|---|---|"]
+    comparisons = [
+        ("2: small loss vs fixed", "stochastic @ s=1 vs w2v2 @ s=1", "w2v2", "stochastic", "s=1", "s=1"),
+        ("2: small loss vs fixed", "stochastic @ s=2 vs sew2 @ s=2", "sew2", "stochastic", "s=2", "s=2"),
+        ("2: small loss vs fixed", "stochastic @ s=4 vs sew4 @ s=4", "sew4", "stochastic", "s=4", "s=4"),
+        ("3: fine-tuning recovers", "stoch>s2 @ s=2 vs sew2 @ s=2", "sew2", "stoch>s2", "s=2", "s=2"),
+        ("3: fine-tuning recovers", "stoch>s2 @ s=2 vs stochastic @ s=2", "stochastic", "stoch>s2", "s=2", "s=2"),
+        ("3: fine-tuning recovers", "stoch>s4 @ s=4 vs sew4 @ s=4", "sew4", "stoch>s4", "s=4", "s=4"),
+        ("pooling", "stochastic @ s=2 vs squeeze @ s=2", "squeeze", "stochastic", "s=2", "s=2"),
+    ]
+    for claim, text, a, b, sa, sb in comparisons:
+        for seed in seeds:
+            ma, mb = f"{a} seed{seed}", f"{b} seed{seed}"
+            if ma in evaluation.utterance_counts and mb in evaluation.utterance_counts:
+                lines.append(f"| {claim} | {text} | {seed} | {_difference(evaluation, ma, mb, sa, sb, 'cer')} | "
+                             f"{_difference(evaluation, ma, mb, sa, sb, 'wer')} |")
+    return "\n".join(lines)
+
+
+def smoothness_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
+    """Claim 1: the stochastic model's error against compute, s=1..4."""
+    lines = ["| seed | " + " | ".join(f"s={s} CER / GMACs" for s in range(1, 5)) + " |", "|---|---|---|---|---|"]
+    for seed in seeds:
+        cells = []
+        for s in range(1, 5):
+            row = _row(evaluation, f"stochastic seed{seed}", f"s={s}")
+            cells.append("n/a" if row is None else f"{row.cer:.3f} [{row.cer_low:.3f}, {row.cer_high:.3f}] / "
+                                                   f"{row.gmacs_per_audio_second:.3f}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def experiment_report(plan: ExperimentPlan, evaluation: Evaluation, seconds: float) -> str:
+    runs = plan.runs()
+    seeds = tuple(dict.fromkeys(seed for _, seed in runs))
+    command = (f"stochw2v experiment --out {plan.out} --hours {plan.hours:g} --seeds {' '.join(map(str, plan.seeds))} "
+               f"--pretrain-updates {plan.pretrain_updates} --finetune-updates {plan.finetune_updates}")
+    return f"""# Experiment: the paper's claims in miniature
+
+Generated by `{command}` (`make experiment`) at commit `{_commit()}` on {platform.processor() or platform.machine()},
+torch {torch.__version__}, {torch.get_num_threads()} threads; wall-clock time {seconds / 60:.0f} min. Seeds:
+{', '.join(f'{arm.name} {seed}' for arm, seed in runs)}.
+
+Corpus: `stochw2v synth --hours {plan.hours:g} --seed 0` (espeak-ng); the test split has {plan.test_utterances}
+utterances whose sentences never occur in training and half of whose voices are held out. Every arm: the tiny
+architecture (configs/pretrain_tiny.yaml, configs/finetune_tiny.yaml), {plan.pretrain_updates} pre-training and
+{plan.finetune_updates} fine-tuning updates, greedy decoding. Timing protocol: {evaluation.protocol}.
+
+## Results
+
+{markdown_table(evaluation.rows)}
+
+![trade-off](docs/experiment_tradeoff.png)
+
+## Claim 1: one stochastic model gives a smooth trade-off
+
+{smoothness_table(evaluation, seeds)}
+
+## Claims 2 and 3: differences to specialist models (paired bootstrap over utterances)
+
+Positive numbers mean the first-named model makes more errors.
+
+{claims_table(evaluation, seeds)}
+"""
+
+
+__all__ = ["ARMS", "EVAL_SETTINGS", "ExperimentPlan", "experiment_report", "run_experiment"]
