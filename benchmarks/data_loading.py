@@ -12,8 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stochw2v.data import (AudioDataset, BucketBatchSampler, make_loader, padding_fraction, random_batches,
-                           read_manifest)
+from stochw2v.data import AudioDataset, BucketBatchSampler, make_loader, padding_fraction, random_batches, read_manifest
 from stochw2v.data.synth import make_corpus
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from functools import partial
 
 import torch
 from transformers import SEWConfig, SEWModel, Wav2Vec2Config, Wav2Vec2Model
@@ -56,10 +57,11 @@ def compare(hf_model, setting: str, args, device: torch.device) -> list[tuple]:
                 frames = min(ref.shape[0], got.shape[0])
                 diff = (ref[:frames].float() - got[:frames].float()).abs().max().item()
                 medians = interleaved_medians({
-                    "ours": lambda: mine.encode(audio, ours_lengths, compression=setting),
-                    "hf": lambda: hf(audio, attention_mask=hf_mask),
+                    "ours": partial(mine.encode, audio, ours_lengths, compression=setting),
+                    "hf": partial(hf, audio, attention_mask=hf_mask),
                 }, args.repeats)
-            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], medians["ours"] / medians["hf"], diff))
+            ratio = medians["ours"] / medians["hf"]
+            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], ratio, diff))
     return rows
 
 

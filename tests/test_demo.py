@@ -6,8 +6,8 @@ import pytest
 
 from stochw2v.cli import main
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                reason="espeak-ng could not be installed here (make setup installs it with apt-get)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                reason="espeak-ng could not be installed here (make setup installs it with apt-get)")]
 
 
 def test_demo_runs_every_stage_and_writes_the_tradeoff(tmp_path, capsys):

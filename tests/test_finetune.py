@@ -7,6 +7,7 @@ import soundfile as sf
 import torch
 
 import stochw2v
+from helpers import small_config
 from stochw2v.cli import main
 from stochw2v.data import Manifest, Vocabulary
 from stochw2v.data.error_rates import error_rates
@@ -14,7 +15,6 @@ from stochw2v.evaluate.decoding import BeamDecoder, greedy_decode
 from stochw2v.model.ctc import CTCModel
 from stochw2v.train.finetune import Finetuner
 from stochw2v.train.recipe import FinetuneRecipe, load_recipe
-from helpers import small_config
 
 TONES = {"A": 300.0, "B": 700.0, "C": 1300.0}
 TRANSCRIPTS = ["AB CA", "CAB", "BC A", "ACB BA"]
@@ -72,6 +72,7 @@ def finetuned(tone_corpus, tmp_path_factory):
     return trainer, before, summary, out
 
 
+@pytest.mark.slow
 def test_ctc_finetuning_lowers_loss_and_reproduces_transcripts(finetuned, tone_corpus):
     trainer, before, summary, out = finetuned
     after = trainer.validate()
@@ -84,6 +85,7 @@ def test_ctc_finetuning_lowers_loss_and_reproduces_transcripts(finetuned, tone_c
         assert model.transcribe(audio, compression="s=1") == [text]
 
 
+@pytest.mark.slow
 def test_run_folder_loads_as_the_recogniser(finetuned):
     _, _, _, out = finetuned
     model = stochw2v.load(out)
@@ -129,7 +131,8 @@ def test_wer_and_cer_agree_with_jiwer(refs, hyps):
     assert counts.cer == pytest.approx(jiwer.cer(refs, hyps))
 
 
-def test_evaluate_writes_table_json_and_plot(finetuned, tone_corpus, tmp_path, capsys):
+@pytest.mark.slow
+def test_evaluate_writes_table_json_and_plot(finetuned, tone_corpus, tmp_path):
     _, _, _, out = finetuned
     models = [str(out / "model"), str(out)]  # the exported recogniser and its run folder
     code = main(["evaluate", *models, "--manifest", str(tone_corpus / "train.tsv"), "--settings",
@@ -156,6 +159,7 @@ def test_evaluate_writes_table_json_and_plot(finetuned, tone_corpus, tmp_path, c
     assert matplotlib.image.imread(str(tmp_path / "ev" / "tradeoff.png")).shape[2] in (3, 4)
 
 
+@pytest.mark.slow
 def test_transcribe_cli_prints_text_and_json(finetuned, tone_corpus, capsys):
     _, _, _, out = finetuned
     assert main(["transcribe", str(out / "model"), str(tone_corpus / "t0.wav"), "--compression", "s=1"]) == 0
@@ -166,6 +170,7 @@ def test_transcribe_cli_prints_text_and_json(finetuned, tone_corpus, capsys):
     assert line["encoder_seconds"] > 0 and line["decode_seconds"] >= 0
 
 
+@pytest.mark.slow
 def test_bad_input_fails_before_work(finetuned, tone_corpus, tmp_path, capsys):
     _, _, _, out = finetuned
     recipe = load_recipe(None, RECIPE, FinetuneRecipe)
@@ -216,6 +221,7 @@ def test_ctc_min_frames_counts_a_blank_between_repeated_labels():
     assert ctc_min_frames(targets, torch.tensor([5, 3, 1])).tolist() == [8, 3, 1]
 
 
+@pytest.mark.slow
 def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
     transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle")
     config = transformers.SEWConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -274,6 +280,7 @@ def test_time_masks_put_at_least_two_spans_in_every_item():
     assert (zero == 0).all()  # prob * length rounds to no span when no minimum is asked for
 
 
+@pytest.mark.slow
 def test_transcribe_runs_the_encoder_once_per_file(finetuned, tone_corpus, monkeypatch, capsys):
     _, _, _, out = finetuned
     from stochw2v.model.encoder import Encoder
@@ -301,7 +308,8 @@ def test_a_fine_tuning_run_loads_as_its_best_wer_checkpoint(tone_corpus, tmp_pat
                         tmp_path / "run")
     trainer.train(8)
     folder = tmp_path / "run" / "checkpoints"
-    best, last = read_checkpoint(folder / "checkpoint_best.safetensors"), read_checkpoint(folder / "checkpoint_last.safetensors")
+    best = read_checkpoint(folder / "checkpoint_best.safetensors")
+    last = read_checkpoint(folder / "checkpoint_last.safetensors")
     assert best.meta["best"] == min(best.meta["best"], last.meta["best"])
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     wers = {}
@@ -317,6 +325,7 @@ def test_a_fine_tuning_run_loads_as_its_best_wer_checkpoint(tone_corpus, tmp_pat
     assert all(torch.equal(v, best.model[k]) for k, v in exported.state_dict().items())
 
 
+@pytest.mark.slow
 def test_evaluate_timing_does_not_depend_on_the_order_of_settings(finetuned, tone_corpus):
     # a fake clock advanced by the model: the first call at each (setting, input shape) costs 10,
     # later ones 1; a full warm-up pass per setting makes every timed pass cost the same
@@ -329,7 +338,7 @@ def test_evaluate_timing_does_not_depend_on_the_order_of_settings(finetuned, ton
     def measure(order):
         model, now, seen = stochw2v.load(out / "model"), [0.0], set()
 
-        def cost(module, args):
+        def cost(_module, args):
             key = (str(args[2]), tuple(args[0].shape))
             now[0] += 1.0 if key in seen else 10.0
             seen.add(key)

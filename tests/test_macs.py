@@ -4,11 +4,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from stochw2v import Encoder, EncoderConfig, count_macs
 from helpers import small_config
+from stochw2v import Encoder, EncoderConfig, count_macs
 
 
-def _math_attention(q, k, v, attn_mask=None, dropout_p=0.0, **_):
+def _math_attention(q, k, v, attn_mask=None, **_):
     """SDPA as plain matmuls, which the FLOP counter sees (its CPU kernel it does not)."""
     scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
     if attn_mask is not None:

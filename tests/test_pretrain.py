@@ -55,6 +55,7 @@ def _trainer(corpus, out, extra=(), resume=False):
     return Pretrainer(recipe, corpus / "train.tsv", corpus / "valid.tsv", out, resume=resume, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["policy.squeeze=[2]", "policy.squeeze=[1, 2, 3, 4]"])
 def test_loss_decreases_for_fixed_and_sampled_settings(corpus, tmp_path, policy):
     trainer = _trainer(corpus, tmp_path / "run", [policy])
@@ -66,6 +67,7 @@ def test_loss_decreases_for_fixed_and_sampled_settings(corpus, tmp_path, policy)
     assert sum(drops.values()) / len(drops) > 0.15, drops
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
     straight = _trainer(corpus, tmp_path / "a")
     straight.train(12)
@@ -81,6 +83,7 @@ def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
     assert isinstance(encoder, stochw2v.Encoder)
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     data = {}
@@ -112,6 +115,7 @@ def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     assert any(policy.sample(u).has_pooling for u in range(6)) and policy.query.layers == (2,)
 
 
+@pytest.mark.slow
 def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
     with pytest.raises(ValueError, match="unknown recipe key"):
         load_recipe(None, TINY + ["optim.learning_rate=1"])
@@ -156,7 +160,8 @@ def test_overflowing_gradients_skip_the_update(corpus, tmp_path):
     trainer = _trainer(corpus, tmp_path / "run", ["optim.max_bad_updates=2"])
     weights = {k: v.clone() for k, v in trainer.module.state_dict().items()}
     trainer.module.final_proj.weight.register_hook(lambda grad: grad * float("inf"))
-    with pytest.warns(UserWarning, match="gradient norm is NaN or inf"), pytest.raises(TrainingError, match="2 non-finite"):
+    with pytest.warns(UserWarning, match="gradient norm is NaN or inf"), \
+            pytest.raises(TrainingError, match="2 non-finite"):
         trainer.train(5)
     for name, value in trainer.module.state_dict().items():
         assert torch.equal(value, weights[name]), name
@@ -185,7 +190,7 @@ def test_collapsed_codebook_is_reported(corpus, tmp_path):
 def test_quantizer_input_gets_fairseq_dropout_features(corpus, tmp_path):
     trainer = _trainer(corpus, tmp_path / "run", ["task.dropout_features=0.5"])
     seen = []
-    trainer.module.quantizer.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    trainer.module.quantizer.register_forward_pre_hook(lambda _module, args: seen.append(args[0].detach()))
     trainer.train(1)
     zeros = (seen[0] == 0).float().mean().item()
     assert 0.4 < zeros < 0.6  # half the quantizer's input is dropped in training
@@ -193,7 +198,7 @@ def test_quantizer_input_gets_fairseq_dropout_features(corpus, tmp_path):
     assert (seen[-1] == 0).float().mean().item() < 0.01  # and none of it at validation
 
 
-def test_feature_penalty_ignores_padding(corpus):
+def test_feature_penalty_ignores_padding():
     from stochw2v.train.contrastive import Wav2Vec2Pretraining
     from stochw2v.train.tasks import PretrainConfig
 
@@ -224,3 +229,24 @@ def test_too_short_utterances_are_left_out_before_training(corpus, tmp_path):
         trainer = Pretrainer(recipe, short / "train.tsv", corpus / "valid.tsv", tmp_path / "run", progress=False)
     assert len(trainer.train_set) == 8
     trainer.train(2)
+
+
+def test_a_wall_clock_budget_shortens_the_run_and_its_schedule(corpus, tmp_path, monkeypatch):
+    from stochw2v.train import trainer as trainer_module
+
+    now = [0.0]
+
+    def clock():  # every look at the clock is 0.25 s later: about half a second per update
+        now[0] += 0.25
+        return now[0]
+
+    monkeypatch.setattr(trainer_module.time, "perf_counter", clock)
+    trainer = _trainer(corpus, tmp_path / "run", ["run.max_minutes=0.2", "run.calibration_updates=4",
+                                                  "optim.max_updates=1000"])
+    summary = trainer.train()
+    planned = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+               if json.loads(line)["split"] == "plan"]
+    assert len(planned) == 1 and summary["updates"] == planned[0]["max_updates"] < 1000
+    expected = 12 * 0.92 / planned[0]["seconds_per_update"]  # 12 s budget, 8% kept back
+    assert abs(summary["updates"] - expected) < 8
+    assert trainer.recipe.optim.max_updates == summary["updates"]  # the schedule ends with the run

@@ -3,8 +3,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from stochw2v.data import (AudioDataset, BucketBatchSampler, Manifest, Vocabulary, collate, make_loader,
-                           padding_fraction, random_batches)
+from stochw2v.data import (
+    AudioDataset,
+    BucketBatchSampler,
+    Manifest,
+    Vocabulary,
+    collate,
+    make_loader,
+    padding_fraction,
+    random_batches,
+)
 
 LENGTHS = np.random.default_rng(0).integers(8000, 160000, size=301).tolist()
 

@@ -7,8 +7,8 @@ import soundfile as sf
 from stochw2v.cli import main
 from stochw2v.data import read_manifest
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                reason="espeak-ng could not be installed here (make setup installs it with apt-get)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                reason="espeak-ng could not be installed here (make setup installs it with apt-get)")]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_test_split_holds_unseen_sentences_and_voices(corpus):
     assert len({u["voice"] for u in test} - seen_voices) >= 2
 
 
-def test_synth_is_deterministic_for_a_seed(corpus, tmp_path):
+def test_synth_is_deterministic_for_a_seed(corpus):
     from stochw2v.data.synth import load_sentences, plan_corpus
 
     sentences = load_sentences()

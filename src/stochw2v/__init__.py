@@ -6,8 +6,8 @@
 """
 from .errors import Stochw2vError
 from .model import (
-    CTCModel,
     Compression,
+    CTCModel,
     Encoder,
     EncoderConfig,
     EncoderOutput,

@@ -29,7 +29,7 @@ from .data.synth import make_corpus
 from .evaluate.report import write_results
 from .evaluate.statistics import paired_difference_interval
 from .evaluate.tradeoff import Evaluation, evaluate_models, markdown_table
-from .model import CTCModel, Compression
+from .model import Compression, CTCModel
 from .sources import load
 from .train.finetune import Finetuner
 from .train.pretrain import Pretrainer
@@ -197,7 +197,8 @@ def _difference(evaluation: Evaluation, a: str, b: str, setting_a: str, setting_
 
 def claims_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
     """The three claims as paired differences (stochastic minus specialist), per seed."""
-    lines = ["| claim | comparison | seed | CER difference [95% CI] | WER difference [95% CI] |", "|---|---|---|---|---|"]
+    lines = ["| claim | comparison | seed | CER difference [95% CI] | WER difference [95% CI] |",
+             "|---|---|---|---|---|"]
     comparisons = [
         ("2: small loss vs fixed", "stochastic @ s=1 vs w2v2 @ s=1", "w2v2", "stochastic", "s=1", "s=1"),
         ("2: small loss vs fixed", "stochastic @ s=2 vs sew2 @ s=2", "sew2", "stochastic", "s=2", "s=2"),

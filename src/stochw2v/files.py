@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from .errors import MissingFileError, ModelFileError, Stochw2vError, UnsafeFileError
@@ -132,8 +134,6 @@ METADATA_KEY = "stochw2v"
 
 def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any] | None = None) -> Path:
     """safetensors file with our JSON metadata under one key, written atomically."""
-    from safetensors.torch import save_file
-
     plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {"format": "pt"}
     if metadata is not None:
@@ -143,8 +143,6 @@ def write_tensors(path: Path, tensors: dict[str, Tensor], metadata: dict[str, An
 
 def read_tensors(path: Path, with_metadata: bool = False) -> Any:
     """Tensors (and our metadata, {} if none) from a safetensors file; clear errors for bad files."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"{path}: no such weights file")
@@ -183,8 +181,8 @@ def load_torch_weights(path: Path) -> dict[str, Tensor]:
                 else "objects other than tensors"
             raise UnsafeFileError(f"{path}: refused: loading it would run code from the file ({needed}); "
                                   "only tensors and plain containers are read from .pt/.bin files") from None
-        raise ModelFileError(f"{path}: cannot read weights ({text.splitlines()[0] if text else type(error).__name__})") \
-            from None
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        raise ModelFileError(f"{path}: cannot read weights ({first_line})") from None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ModelFileError(f"{path}: expected a state dict of tensors")
     return state

@@ -9,6 +9,8 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from ..errors import AudioError
 
@@ -19,15 +21,11 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     """Band-limited resampling with soxr (VHQ polyphase); a no-op at the target rate."""
     if rate == target:
         return audio
-    import soxr
-
     return soxr.resample(audio, rate, target, quality="VHQ").astype(np.float32, copy=False)
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, int]:
     """(frames, sample rate) from the header, without decoding."""
-    import soundfile as sf
-
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such audio file")
@@ -65,8 +63,6 @@ def _check_wav_complete(path: Path) -> None:
 
 def load_audio(path: str | os.PathLike, target_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode `path` to mono float32 at `target_rate`. Silence is fine; NaN/inf and empty are not."""
-    import soundfile as sf
-
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such audio file")

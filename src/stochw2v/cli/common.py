@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Stochw2vError
-from ..model import CTCModel, Compression, Model
+from ..model import Compression, CTCModel, Model
 from ..sources import load
 
 
@@ -81,7 +81,8 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int = 2) -> None:
-    parser.add_argument("--threads", type=positive_int, default=default, help="torch intra-op threads (default: %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=default,
+                        help="torch intra-op threads (default: %(default)s)")
 
 
 def add_decoding(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..data import audit_audio
+from ..data import audit_audio, read_manifest
 from ..data.librispeech import folder_manifest, librispeech_manifest
 from ..data.synth import make_corpus
 from ..errors import ManifestError
@@ -46,8 +46,6 @@ def run_folder(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..data import read_manifest
-
     manifest = read_manifest(args.manifest, labels=None)
     problems = audit_audio(manifest, progress=True)
     for problem in problems:

@@ -15,9 +15,18 @@ from ..errors import Stochw2vError
 from ..evaluate.decoding import BeamDecoder, greedy_decode
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
-from ..model import CTCModel, Compression
-from .common import (add_decoding, add_device, add_threads, beam_options, load_recogniser, one_setting,
-                     positive_int, resolve_device, settings_list)
+from ..model import Compression, CTCModel
+from .common import (
+    add_decoding,
+    add_device,
+    add_threads,
+    beam_options,
+    load_recogniser,
+    one_setting,
+    positive_int,
+    resolve_device,
+    settings_list,
+)
 
 WARMUP_SAMPLES = SAMPLE_RATE  # one second: enough to set up the kernels, cheap on any file
 
@@ -57,7 +66,8 @@ def run_transcribe(args: argparse.Namespace) -> int:
             continue
         print(json.dumps(result) if args.json else f"{path}\t{result['text']}", flush=True)
     if failed:
-        print(f"stochw2v transcribe: {len(failed)} of {len(args.audio)} files could not be transcribed", file=sys.stderr)
+        print(f"stochw2v transcribe: {len(failed)} of {len(args.audio)} files could not be transcribed",
+              file=sys.stderr)
         return 1
     return 0
 

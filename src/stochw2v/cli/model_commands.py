@@ -10,8 +10,16 @@ from ..errors import Stochw2vError
 from ..evaluate.profile import format_table, profile
 from ..evaluate.timing import thread_note
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
-from .common import add_device, add_threads, load_model, one_setting, positive_float, positive_int, resolve_device, \
-    settings_list
+from .common import (
+    add_device,
+    add_threads,
+    load_model,
+    one_setting,
+    positive_float,
+    positive_int,
+    resolve_device,
+    settings_list,
+)
 
 PROFILE_SETTINGS = "s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2"
 
@@ -77,8 +85,10 @@ def add_commands(commands) -> None:
     add_device(p)
     p.set_defaults(run=run_profile)
 
-    p = commands.add_parser("export-hf", help="write one fixed setting as a HF Wav2Vec2/SEW folder (ForCTC for recognisers)")
+    p = commands.add_parser("export-hf",
+                            help="write one fixed setting as a HF Wav2Vec2/SEW folder (ForCTC for recognisers)")
     p.add_argument("model")
     p.add_argument("--out", required=True)
-    p.add_argument("--compression", type=one_setting, default=None, help="fixed setting to export (default: the model's)")
+    p.add_argument("--compression", type=one_setting, default=None,
+                   help="fixed setting to export (default: the model's)")
     p.set_defaults(run=run_export_hf)

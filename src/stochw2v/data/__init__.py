@@ -6,7 +6,8 @@ from .sampler import BucketBatchSampler, padding_fraction, random_batches
 from .text import Vocabulary, normalize_text, to_letters
 
 __all__ = [
-    "AudioDataset", "AudioProblem", "Batch", "BucketBatchSampler", "Manifest", "ManifestError", "audit_audio", "Vocabulary", "collate",
+    "AudioDataset", "AudioProblem", "Batch", "BucketBatchSampler", "Manifest", "ManifestError", "audit_audio",
+    "Vocabulary", "collate",
     "folder_manifest", "librispeech_manifest", "make_loader", "normalize_text", "padding_fraction",
     "random_batches", "read_manifest", "to_letters",
 ]

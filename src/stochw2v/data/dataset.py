@@ -53,7 +53,8 @@ class AudioDataset(Dataset):
     def sizes(self) -> list[int]:
         """Lengths the sampler should budget for (cropped lengths when cropping; speed perturbation
         may stretch an item by its largest slow-down, which the budget allows for)."""
-        stretch = 1.0 if self.augment is None or self.augment.config.speed_prob == 0 else 1.0 / self.augment.config.speed[0]
+        augment = None if self.augment is None else self.augment.config
+        stretch = 1.0 if augment is None or augment.speed_prob == 0 else 1.0 / augment.speed[0]
         sizes = [int(n * stretch) + 1 if stretch > 1 else n for n in self.manifest.num_samples]
         return sizes if self.crop is None else [min(n, self.crop) for n in sizes]
 

@@ -121,9 +121,10 @@ def _read_labels(tsv: Path, count: int, labels: bool | None) -> list[str] | None
         letters = _read_lines(ltr)
         if len(letters) != count:
             raise ManifestError(f"{ltr}: {len(letters)} lines for {count} audio files in {tsv.name}")
-        for number, (w, l) in enumerate(zip(words, letters), start=1):
-            if " ".join(l.split()) != to_letters(w):
-                raise ManifestError(f"{ltr}:{number}: spells {l.strip()!r} but {wrd.name} line {number} says {w!r}; "
+        for number, (word_line, letter_line) in enumerate(zip(words, letters), start=1):
+            if " ".join(letter_line.split()) != to_letters(word_line):
+                raise ManifestError(f"{ltr}:{number}: spells {letter_line.strip()!r} but {wrd.name} line {number} says "
+                                    f"{word_line!r}; "
                                     f"{wrd.name} is authoritative: fix or delete {ltr.name}")
     return words
 

@@ -14,12 +14,15 @@ import random
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, resample
 from ..errors import Stochw2vError
@@ -200,10 +203,6 @@ def _command(utterance: Utterance, binaries: dict[str, str], wav: str) -> list[s
 
 def synthesize(utterance: Utterance, out_dir: Path, binaries: dict[str, str]) -> tuple[Utterance, int]:
     """Speak one utterance, resample to 16 kHz, write FLAC; returns its sample count."""
-    import tempfile
-
-    import soundfile as sf
-
     with tempfile.TemporaryDirectory() as tmp:
         wav = str(Path(tmp) / "speech.wav")
         result = subprocess.run(_command(utterance, binaries, wav), capture_output=True, check=False)
@@ -228,8 +227,6 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
                 engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
                 test_count: int | None = None, sentence_file: Path | None = None) -> dict:
     """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
-    from tqdm import tqdm
-
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
         raise SynthError(f"--hours must be a finite number > 0, got {hours}")
     if not engines or len(set(engines)) != len(engines):
@@ -262,7 +259,8 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
         items = [(u, n) for u, n in results if u.split == split]
         Manifest(out, [u.relative_path for u, _ in items], [n for _, n in items],
                  [u.words for u, _ in items]).write(out / f"{split}.tsv")
-        summary["splits"][split] = {"utterances": len(items), "seconds": round(sum(n for _, n in items) / SAMPLE_RATE, 1),
+        seconds = round(sum(n for _, n in items) / SAMPLE_RATE, 1)
+        summary["splits"][split] = {"utterances": len(items), "seconds": seconds,
                                     "sentences": len({u.text for u, _ in items})}
         summary["voices"][split] = sorted({u.voice for u, _ in items})
     audio_seconds = sum(n for _, n in results) / SAMPLE_RATE

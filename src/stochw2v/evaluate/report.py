@@ -29,7 +29,7 @@ def _place_labels(ax, fig, points: list[tuple[float, float, str]]) -> None:
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     taken = []
-    for x, y, text in points:
+    for x, y, _ in points:
         px, py = ax.transData.transform((x, y))
         taken.append((px - 3, py - 3, px + 3, py + 3))
     for x, y, text in points:

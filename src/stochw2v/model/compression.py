@@ -51,7 +51,7 @@ class Compression:
                     raise ConfigError(f"compression {name} layer must be >= 1 (layers count from 1), got {layer}")
                 if factor < 1:
                     raise ConfigError(f"compression {name} factor must be >= 1, got {factor} at layer {layer}")
-        object.__setattr__(self, "query_pool", tuple(sorted((l, f) for l, f in self.query_pool if f > 1)))
+        object.__setattr__(self, "query_pool", tuple(sorted((layer, f) for layer, f in self.query_pool if f > 1)))
         object.__setattr__(self, "kv_pool_layers", tuple(sorted(self.kv_pool_layers)))
 
     # ---------------------------------------------------------------- parsing
@@ -147,7 +147,8 @@ class Compression:
         limit = max(1, max_upsample)
         if self.total_factor > limit:
             if max_upsample == 0:
-                detail = "this model has no upsampler (a plain wav2vec 2.0 checkpoint runs s=1 without query pooling only)"
+                detail = ("this model has no upsampler (a plain wav2vec 2.0 checkpoint runs s=1 without query "
+                          "pooling only)")
             else:
                 detail = f"the model's upsampler covers total factors up to {max_upsample}"
             raise ConfigError(

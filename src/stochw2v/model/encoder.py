@@ -16,7 +16,6 @@ from .inputs import as_waveform_batch
 from .saving import write_model_folder
 from .transformer import ContextNetwork
 
-
 FeatureHook = Callable[[Tensor, "Tensor | None"], Tensor]
 
 

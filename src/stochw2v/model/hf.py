@@ -83,8 +83,9 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
         raise ModelFileError(f"{source}: preprocessor do_normalize must be true or false, got {do_normalize!r}")
     try:
         return EncoderConfig(
-            conv_layers=conv, conv_norm=hf.get("feat_extract_norm", "group"), conv_bias=bool(hf.get("conv_bias", False)),
-            dim=dim, num_layers=_int(hf, "num_hidden_layers", source), num_heads=_int(hf, "num_attention_heads", source),
+            conv_layers=conv, conv_norm=hf.get("feat_extract_norm", "group"),
+            conv_bias=bool(hf.get("conv_bias", False)), dim=dim, num_layers=_int(hf, "num_hidden_layers", source),
+            num_heads=_int(hf, "num_attention_heads", source),
             ffn_dim=_int(hf, "intermediate_size", source), activation=activations[0], conv_activation=activations[1],
             pos_conv_kernel=_int(hf, "num_conv_pos_embeddings", source, 128),
             pos_conv_groups=_int(hf, "num_conv_pos_embedding_groups", source, 16),
@@ -187,8 +188,9 @@ NAMES = {
     ],
 }
 # older HF files spell the weight-normed positional conv the pre-parametrization way
-_LEGACY_HF_NAMES = {"encoder.pos_conv_embed.conv.weight_g": "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
-                    "encoder.pos_conv_embed.conv.weight_v": "encoder.pos_conv_embed.conv.parametrizations.weight.original1"}
+_POS_CONV = "encoder.pos_conv_embed.conv."
+_LEGACY_HF_NAMES = {_POS_CONV + "weight_g": _POS_CONV + "parametrizations.weight.original0",
+                    _POS_CONV + "weight_v": _POS_CONV + "parametrizations.weight.original1"}
 
 
 def _pattern(template: str) -> re.Pattern:

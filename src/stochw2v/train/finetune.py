@@ -7,7 +7,6 @@ with the lowest validation WER averaged over the validation settings (fairseq's 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 
 import torch

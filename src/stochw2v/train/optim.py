@@ -1,4 +1,5 @@
-"""AdamW with W2V2's schedule: linear warm-up, then linear decay."""
+"""AdamW and the two learning-rate schedules of the recipes: `linear` (W2V2 pre-training: warm-up, then
+linear decay) and `tri_stage` (W2V2 fine-tuning: warm-up, hold, exponential decay)."""
 from __future__ import annotations
 
 import torch

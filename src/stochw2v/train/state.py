@@ -52,7 +52,8 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[s
                 tensors[f"optimizer/{index}/{name}"] = value
             else:
                 values.setdefault(str(index), {})[name] = value
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()} for group in state["param_groups"]]
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+              for group in state["param_groups"]]
     return tensors, {"param_groups": groups, "values": values}
 
 
