@@ -15,8 +15,15 @@ from . import data_commands, eval_commands, model_commands, train_commands
 COMMAND_GROUPS = (model_commands, data_commands, train_commands, eval_commands)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one `--help` away), exit code 2 as before."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stochw2v", description="Stochastic wav2vec 2.0: speech encoders whose "
+    parser = Parser(prog="stochw2v", description="Stochastic wav2vec 2.0: speech encoders whose "
                                      "compute is chosen per call.")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:

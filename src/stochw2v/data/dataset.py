@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..audio import load_audio
 from ..audio.augment import Augmenter
+from ..errors import ManifestError
 from .manifest import Manifest
 from .sampler import BucketBatchSampler
 from .text import Vocabulary
@@ -40,11 +41,11 @@ class AudioDataset(Dataset):
         self.epoch = 0
         if vocabulary is not None:
             if manifest.words is None:
-                raise ValueError(f"{manifest.source}: no transcripts (.wrd) but labels were asked for")
+                raise ManifestError(f"{manifest.source}: no transcripts (.wrd) but labels were asked for")
             for index, words in enumerate(manifest.words):
                 unknown = vocabulary.unknown_characters(words)
                 if unknown:
-                    raise ValueError(f"{manifest.source}: utterance {manifest.utterance_id(index)} has characters "
+                    raise ManifestError(f"{manifest.source}: utterance {manifest.utterance_id(index)} has characters "
                                      f"outside the vocabulary: {''.join(sorted(unknown))!r}")
 
     def set_epoch(self, epoch: int) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE, audio_info
+from ..errors import AudioError
 from .manifest import Manifest, ManifestError
 from .text import normalize_text
 
@@ -57,5 +58,13 @@ def folder_manifest(folder: str | Path, progress: bool = True) -> Manifest:
     audio = sorted(p for p in base.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not audio:
         raise ManifestError(f"{base}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    sizes = [_num_samples(p) for p in tqdm(audio, desc="manifest", disable=not progress, leave=False)]
+    sizes, problems = [], []
+    for path in tqdm(audio, desc="manifest", disable=not progress, leave=False):
+        try:
+            sizes.append(_num_samples(path))
+        except AudioError as error:  # keep going: every unreadable file is listed at once
+            problems.append(str(error))
+    if problems:
+        raise ManifestError(f"{base}: {len(problems)} of {len(audio)} audio files cannot be read: "
+                            + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else ""))
     return Manifest(base.resolve(), [p.relative_to(base).as_posix() for p in audio], sizes)

@@ -13,18 +13,20 @@ from typing import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..errors import ConfigError
+
 
 class BucketBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[int], max_samples: int, *, shuffle: bool = True, seed: int = 0,
                  num_replicas: int = 1, rank: int = 0, max_batch_size: int | None = None) -> None:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if self.lengths.ndim != 1 or len(self.lengths) == 0:
-            raise ValueError("the sampler needs at least one utterance length")
+            raise ConfigError("the sampler needs at least one utterance length")
         if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+            raise ConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
         too_long = np.flatnonzero(self.lengths > max_samples)
         if len(too_long):
-            raise ValueError(
+            raise ConfigError(
                 f"{len(too_long)} utterances are longer than the batch budget of {max_samples} samples "
                 f"(longest {int(self.lengths.max())}); raise max_samples or crop long utterances"
             )
@@ -56,7 +58,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         while len(batches) % self.num_replicas:
             largest = max(range(len(batches)), key=lambda i: len(batches[i]))
             if len(batches[largest]) < 2:
-                raise ValueError(f"{len(self.lengths)} utterances cannot make an equal number of batches "
+                raise ConfigError(f"{len(self.lengths)} utterances cannot make an equal number of batches "
                                  f"for {self.num_replicas} ranks")
             half = len(batches[largest]) // 2
             batches[largest:largest + 1] = [batches[largest][:half], batches[largest][half:]]

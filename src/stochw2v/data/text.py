@@ -7,6 +7,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from ..errors import ConfigError
+
 BLANK = "<blank>"
 WORD_SEPARATOR = "|"
 LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + ("'",)
@@ -63,7 +65,7 @@ class Vocabulary:
         index = {t: i for i, t in enumerate(self.tokens)}
         unknown = self.unknown_characters(words)
         if unknown:
-            raise ValueError(f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {words!r}")
+            raise ConfigError(f"characters outside the vocabulary: {''.join(sorted(unknown))!r} in {words!r}")
         return [index[WORD_SEPARATOR if c == " " else c] for c in words.strip()]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -83,11 +85,11 @@ class Vocabulary:
         """Checked: blank first, the word separator present, single characters, no repeats."""
         tokens = tuple(tokens)
         if not tokens or tokens[0] != BLANK:
-            raise ValueError(f"the vocabulary must start with the blank token {BLANK!r}")
+            raise ConfigError(f"the vocabulary must start with the blank token {BLANK!r}")
         if WORD_SEPARATOR not in tokens:
-            raise ValueError(f"the vocabulary has no word separator {WORD_SEPARATOR!r}")
+            raise ConfigError(f"the vocabulary has no word separator {WORD_SEPARATOR!r}")
         if len(set(tokens)) != len(tokens):
-            raise ValueError("the vocabulary repeats a token")
+            raise ConfigError("the vocabulary repeats a token")
         if any(len(t) != 1 and not _is_special(t) for t in tokens[1:]):
-            raise ValueError("every token but the blank and <special> ones must be one character")
+            raise ConfigError("every token but the blank and <special> ones must be one character")
         return cls(tokens)

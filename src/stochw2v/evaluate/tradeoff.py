@@ -86,7 +86,8 @@ def prepare_references(manifest: Manifest, models: dict[str, CTCModel]) -> dict[
                if model.vocabulary.unknown_characters(text)}
         if bad:
             listed = ", ".join(f"{utt} ({chars!r})" for utt, chars in list(bad.items())[:5])
-            raise ManifestError(f"{manifest.source}: {len(bad)} references hold characters model {name} cannot emit: "
+            raise ManifestError(f"{manifest.source}: {len(bad)} of {len(references)} references hold characters "
+                                f"model {name} cannot emit: "
                                 f"{listed}{' ...' if len(bad) > 5 else ''}")
     return references
 

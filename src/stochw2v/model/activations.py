@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+
 _OUT_OF_PLACE: dict[str, Callable[[Tensor], Tensor]] = {
     "gelu": F.gelu,
     "relu": F.relu,
@@ -25,7 +27,7 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
     """The named activation. At inference it overwrites its input, saving a large allocation
     per call (the first conv layer's output alone is 64 MB for 10 s of audio)."""
     if name not in _OUT_OF_PLACE:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(_OUT_OF_PLACE)}")
+        raise ConfigError(f"unknown activation {name!r}; choose from {sorted(_OUT_OF_PLACE)}")
     out_of_place, in_place = _OUT_OF_PLACE[name], _IN_PLACE[name]
 
     def apply(x: Tensor) -> Tensor:

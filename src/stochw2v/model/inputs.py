@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from ..errors import ConfigError
 
 
 def as_waveform_batch(waveforms: object, lengths: object, min_samples: int,
@@ -14,27 +17,29 @@ def as_waveform_batch(waveforms: object, lengths: object, min_samples: int,
         try:
             waveforms = torch.as_tensor(waveforms)
         except Exception as error:  # noqa: BLE001 - re-raised as a clear message
-            raise ValueError(f"waveforms must be a tensor or array of samples ({error})") from None
+            raise ConfigError(f"waveforms must be a tensor or array of samples ({error})") from None
+    if waveforms.is_meta:
+        raise ConfigError("waveforms are a meta tensor (shape only, no data); pass real samples")
     if waveforms.dim() == 1:
         waveforms = waveforms[None]
     if waveforms.dim() != 2:
-        raise ValueError(
+        raise ConfigError(
             f"waveforms must be 1-D [samples] or 2-D [batch, samples], got shape {tuple(waveforms.shape)}"
         )
     if not waveforms.is_floating_point():
-        raise ValueError(
+        raise ConfigError(
             f"waveforms must be floating point samples in [-1, 1], got {waveforms.dtype} "
             "(divide 16-bit PCM by 32768)"
         )
     batch, samples = waveforms.shape
     if batch == 0 or samples == 0:
-        raise ValueError(f"waveforms are empty (shape {tuple(waveforms.shape)})")
+        raise ConfigError(f"waveforms are empty (shape {tuple(waveforms.shape)})")
 
     if lengths is not None:
         lengths = _as_lengths(lengths, batch, samples)
     shortest = samples if lengths is None else int(lengths.min())
     if shortest < min_samples:
-        raise ValueError(
+        raise ConfigError(
             f"a waveform has {shortest} samples, shorter than the conv encoder's receptive field of "
             f"{min_samples} samples ({min_samples / 16:.0f} ms at 16 kHz)"
         )
@@ -44,7 +49,7 @@ def as_waveform_batch(waveforms: object, lengths: object, min_samples: int,
         finite |= torch.arange(samples, device=device)[None] >= lengths.to(device)[:, None]
     if not bool(finite.all()):
         bad = (~finite).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(f"waveforms hold NaN or inf samples (batch items {bad[:10]})")
+        raise ConfigError(f"waveforms hold NaN or inf samples (batch items {bad[:10]})")
     if lengths is not None:
         if bool((lengths == samples).all()):
             lengths = None
@@ -55,16 +60,18 @@ def as_waveform_batch(waveforms: object, lengths: object, min_samples: int,
 
 def _as_lengths(lengths: object, batch: int, samples: int) -> Tensor:
     if isinstance(lengths, Tensor):
-        if lengths.is_floating_point():
-            raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+        if lengths.is_meta:
+            raise ConfigError("lengths are a meta tensor; pass real sample counts")
+        if lengths.is_floating_point() or lengths.dtype == torch.bool:
+            raise ConfigError(f"lengths must be integer sample counts, got {lengths.dtype}")
         tensor = lengths.long().flatten().cpu()
     else:
-        try:
-            tensor = torch.as_tensor(list(lengths) if isinstance(lengths, Sequence) else lengths).long().flatten()
-        except Exception:  # noqa: BLE001
-            raise ValueError(f"lengths must be a sequence of sample counts, got {lengths!r}") from None
+        values = list(lengths) if isinstance(lengths, Sequence) else [lengths]
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+            raise ConfigError(f"lengths must be integer sample counts (a float would be truncated), got {lengths!r}")
+        tensor = torch.as_tensor([int(v) for v in values], dtype=torch.long)
     if tensor.numel() != batch:
-        raise ValueError(f"lengths gives {tensor.numel()} values for a batch of {batch} waveforms")
+        raise ConfigError(f"lengths gives {tensor.numel()} values for a batch of {batch} waveforms")
     if bool((tensor < 1).any()) or bool((tensor > samples).any()):
-        raise ValueError(f"lengths must lie in [1, {samples}] (the padded length), got {tensor.tolist()}")
+        raise ConfigError(f"lengths must lie in [1, {samples}] (the padded length), got {tensor.tolist()}")
     return tensor
