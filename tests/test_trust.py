@@ -12,10 +12,10 @@ import soundfile as sf
 import torch
 
 import stochw2v
+from helpers import small_config
 from stochw2v.cli import main
 from stochw2v.data import Manifest, Vocabulary
 from stochw2v.model import CTCModel
-from helpers import small_config
 
 TRANSCRIPTS = ["AB CA", "CAB", "BC A"]
 
@@ -76,13 +76,13 @@ def test_a_planted_checkpoint_pickle_is_refused_by_load(recogniser, marker):
 
 
 @pytest.mark.parametrize("command", [
-    lambda model, corpus, out: ["transcribe", model, str(corpus / "u0.wav")],
+    lambda model, corpus, _: ["transcribe", model, str(corpus / "u0.wav")],
     lambda model, corpus, out: ["evaluate", model, "--manifest", str(corpus / "test.tsv"), "--out", out],
-    lambda model, corpus, out: ["export-hf", model, "--out", out],
-    lambda model, corpus, out: ["profile", "--model", model, "--seconds", "1", "--repeats", "1"],
+    lambda model, _, out: ["export-hf", model, "--out", out],
+    lambda model, *_: ["profile", "--model", model, "--seconds", "1", "--repeats", "1"],
     lambda model, corpus, out: ["finetune", "--init", model, "--train", str(corpus / "test.tsv"), "--valid",
                                 str(corpus / "test.tsv"), "--out", out, "--max-updates", "1"],
-    lambda model, corpus, out: ["export", model, "--out", out],
+    lambda model, _, out: ["export", model, "--out", out],
 ], ids=["transcribe", "evaluate", "export-hf", "profile", "finetune-init", "export"])
 def test_no_entry_point_runs_a_planted_pickle(command, recogniser, corpus, tmp_path, marker, capsys):
     plant(recogniser, LEGACY, marker)
@@ -167,7 +167,7 @@ def test_saving_onto_a_file_is_refused(tmp_path):
 def test_evaluate_refuses_references_it_could_never_match_and_normalises_case(corpus, recogniser, tmp_path, capsys):
     (corpus / "test.wrd").write_text("ab ca\nCAB 1\nBC A\n")
     (corpus / "test.ltr").unlink()
-    assert main(["evaluate", str(recogniser), "--manifest", str(corpus / "test.tsv"), "--out", str(tmp_path / "e")]) == 2
+    assert cli("evaluate", recogniser, "--manifest", corpus / "test.tsv", "--out", tmp_path / "e") == 2
     err = capsys.readouterr().err
     assert re.search(r"1 of 3 references hold characters model \S+ cannot emit: u1 \('1'\)$", err.strip())
     # ... and only that one: the lower-case references were normalised as training normalises them
