@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Stochw2vError
+from ..evaluate.ngram import tuned_weights
 from ..model import Compression, CTCModel, Model
 from ..sources import load
 
@@ -87,15 +88,22 @@ def add_threads(parser: argparse.ArgumentParser, default: int = 2) -> None:
 
 def add_decoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=positive_int, default=None, help="beam width (default: greedy decoding)")
-    parser.add_argument("--lm", help="n-gram LM: an ARPA/KenLM binary file, or a folder from `stochw2v lm build`")
-    parser.add_argument("--lm-weight", type=finite_float, default=0.5, help="LM weight (pyctcdecode alpha)")
-    parser.add_argument("--word-score", type=finite_float, default=1.0, help="score added per word (beta)")
+    parser.add_argument("--lm", help="n-gram LM: a folder from `stochw2v lm build` (its tuned weights are used), "
+                                     "or an ARPA / KenLM binary file")
+    parser.add_argument("--lm-weight", type=finite_float, default=None,
+                        help="LM weight (pyctcdecode alpha; default: the LM folder's tuned value, else 0.5)")
+    parser.add_argument("--word-score", type=finite_float, default=None,
+                        help="score added per word (beta; default: the tuned value, else 1.0)")
 
 
 def beam_options(args: argparse.Namespace) -> dict | None:
+    """Beam search settings, or None for greedy decoding; a tuned LM folder supplies its weights."""
     if not args.beam and not args.lm:
         return None
-    return {"beam_width": args.beam or 50, "lm": args.lm, "lm_weight": args.lm_weight, "word_score": args.word_score}
+    tuned = (tuned_weights(args.lm) if args.lm else None) or {}
+    return {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm,
+            "lm_weight": args.lm_weight if args.lm_weight is not None else tuned.get("lm_weight", 0.5),
+            "word_score": args.word_score if args.word_score is not None else tuned.get("word_score", 1.0)}
 
 
 def load_model(path: str, device: torch.device | None = None) -> Model:

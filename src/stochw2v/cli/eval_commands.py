@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ from ..audio import SAMPLE_RATE, load_audio
 from ..data import read_manifest
 from ..errors import Stochw2vError
 from ..evaluate.decoding import BeamDecoder, greedy_decode
+from ..evaluate.lm_tuning import tune_lm
+from ..evaluate.ngram import read_sentences, write_lm
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
 from ..model import Compression, CTCModel
@@ -92,7 +95,60 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lm_build(args: argparse.Namespace) -> int:
+    sentences = [s for path in args.text for s in read_sentences(Path(path))]
+    arpa = write_lm(sentences, args.order, Path(args.out), " ".join(args.text))
+    print(f"{arpa}: {args.order}-gram interpolated modified Kneser-Ney LM of {len(sentences)} sentences")
+    return 0
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, got {text!r}")
+    return values
+
+
+def run_lm_tune(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    model = load_recogniser(args.model, resolve_device(args.device))
+    manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
+    result = tune_lm(model, manifest, Path(args.lm), model.resolve(args.compression), args.beam, args.lm_weights,
+                     args.word_scores)
+    print("| LM weight | word score | valid WER | valid CER |\n|---|---|---|---|")
+    for row in result["grid"]:
+        print(f"| {row['lm_weight']:g} | {row['word_score']:g} | {row['wer']:.3f} | {row['cer']:.3f} |")
+    print(f"best: --lm-weight {result['lm_weight']:g} --word-score {result['word_score']:g} (valid WER "
+          f"{result['valid_wer']:.3f}); written to {Path(args.lm) / 'decoding.json'}, used by --lm {args.lm}")
+    return 0
+
+
+def add_lm_commands(commands) -> None:
+    p = commands.add_parser("lm", help="word n-gram language models for beam search: build and tune")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("build", help="estimate an ARPA n-gram LM from transcripts (one sentence per line)")
+    q.add_argument("--text", nargs="+", required=True, help="text files, e.g. the training manifest's .wrd")
+    q.add_argument("--order", type=positive_int, default=4)
+    q.add_argument("--out", required=True, help="folder for lm.arpa and lm.json")
+    q.set_defaults(run=run_lm_build)
+    q = actions.add_parser("tune", help="grid-search the LM weight and word score on a valid split")
+    q.add_argument("model")
+    q.add_argument("--lm", required=True, help="LM folder from `stochw2v lm build`")
+    q.add_argument("--manifest", required=True, help="labelled valid manifest")
+    q.add_argument("--beam", type=positive_int, default=32)
+    q.add_argument("--lm-weights", type=float_list, default=[0.25, 0.5, 0.75, 1.0, 1.5])
+    q.add_argument("--word-scores", type=float_list, default=[-1.0, 0.0, 1.0, 2.0])
+    q.add_argument("--compression", type=one_setting, default=None, help="setting to tune at (default: the model's)")
+    add_threads(q)
+    add_device(q)
+    q.set_defaults(run=run_lm_tune)
+
+
 def add_commands(commands) -> None:
+    add_lm_commands(commands)
     p = commands.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("model", help="recogniser folder or fine-tuning run")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")

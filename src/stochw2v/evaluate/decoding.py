@@ -45,6 +45,10 @@ class BeamDecoder:
         self.beam_width = beam_width
         self.decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
+    def set_weights(self, lm_weight: float, word_score: float) -> None:
+        """Change the LM weight and word score without reloading the LM (`stochw2v lm tune`)."""
+        self.decoder.reset_params(alpha=lm_weight, beta=word_score)
+
     def __call__(self, logits: Tensor, lengths: Tensor) -> list[str]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()
         return [" ".join(self.decoder.decode(lp[:n], beam_width=self.beam_width).split())
