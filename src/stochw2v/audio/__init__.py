@@ -1,5 +1,5 @@
 """Reading audio files into 16 kHz mono float32."""
 from ..errors import AudioError
-from .io import SAMPLE_RATE, audio_info, load_audio, resample
+from .io import SAMPLE_RATE, audio_info, decode_audio, load_audio, resample
 
-__all__ = ["SAMPLE_RATE", "AudioError", "audio_info", "load_audio", "resample"]
+__all__ = ["SAMPLE_RATE", "AudioError", "audio_info", "decode_audio", "load_audio", "resample"]

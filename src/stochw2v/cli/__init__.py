@@ -10,9 +10,9 @@ import sys
 from typing import Sequence
 
 from ..errors import Stochw2vError
-from . import data_commands, eval_commands, model_commands, train_commands
+from . import data_commands, eval_commands, model_commands, serve_commands, train_commands
 
-COMMAND_GROUPS = (model_commands, data_commands, train_commands, eval_commands)
+COMMAND_GROUPS = (model_commands, data_commands, train_commands, eval_commands, serve_commands)
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,6 +13,7 @@ import torch
 from ..audio import SAMPLE_RATE, load_audio
 from ..data import read_manifest
 from ..errors import Stochw2vError
+from ..evaluate.cascade import Cascade, CascadeConfig, calibrate, measure
 from ..evaluate.decoding import BeamDecoder, greedy_decode
 from ..evaluate.lm_tuning import tune_lm
 from ..evaluate.ngram import read_sentences, write_lm
@@ -26,6 +27,7 @@ from .common import (
     beam_options,
     load_recogniser,
     one_setting,
+    positive_float,
     positive_int,
     resolve_device,
     settings_list,
@@ -34,31 +36,50 @@ from .common import (
 WARMUP_SAMPLES = SAMPLE_RATE  # one second: enough to set up the kernels, cheap on any file
 
 
-def transcribe_file(model: CTCModel, path: str, setting: Compression, decoder) -> dict:
-    """One file through the encoder exactly once; the text and the seconds the encoder and decoder took."""
+def transcribe_file(model: CTCModel, path: str, setting: Compression | Cascade, decoder) -> dict:
+    """One file through the encoder exactly once (a cascade: its stages); the text and the seconds taken."""
     samples = load_audio(path)
     wave = torch.from_numpy(samples).to(next(model.parameters()).device)
     with torch.inference_mode():
         start = time.perf_counter()
-        out = model(wave, compression=setting)
+        out = setting(wave[None]) if isinstance(setting, Cascade) else model(wave, compression=setting)
         middle = time.perf_counter()
         text = decoder(out.logits, out.lengths)[0] if decoder else greedy_decode(out.logits, out.lengths,
                                                                                   model.vocabulary)[0]
         end = time.perf_counter()
     audio_seconds = len(samples) / SAMPLE_RATE
-    return {"file": path, "text": text, "compression": str(setting), "audio_seconds": round(audio_seconds, 3),
+    used = setting.config.settings[int(out.stages[0])] if isinstance(setting, Cascade) else str(setting)
+    return {"file": path, "text": text, "compression": used, "audio_seconds": round(audio_seconds, 3),
             "encoder_seconds": round(middle - start, 4), "decode_seconds": round(end - middle, 4),
             "rtf": round((middle - start) / audio_seconds, 4)}
+
+
+def _transcriber(args: argparse.Namespace, model: CTCModel):
+    """What runs one file: a setting (given, picked by a budget, or the model's) or the cascade."""
+    if args.compression == "auto":
+        if not args.cascade:
+            raise Stochw2vError("--compression auto needs --cascade CASCADE.json (from `stochw2v calibrate`)")
+        return Cascade(model, CascadeConfig.load(args.cascade))
+    if args.budget is not None or args.budget_macs is not None:
+        if not args.profile:
+            raise Stochw2vError("--budget needs --profile PROFILE.json (from `stochw2v profile MODEL --out`)")
+        choice = model.pick(args.budget, args.profile, args.budget_macs)
+        note = "fits the budget" if choice.fits else "is the cheapest setting: none fits the budget"
+        print(f"stochw2v transcribe: using {choice.setting} (RTF {choice.cost.rtf_at(1):.4f}, "
+              f"{choice.cost.gmacs_per_audio_second:.3f} GMACs/s), which {note}", file=sys.stderr)
+        return choice.setting
+    return model.resolve(args.compression)
 
 
 def run_transcribe(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     model = load_recogniser(args.model, resolve_device(args.device))
-    setting = model.resolve(args.compression)
+    setting = _transcriber(args, model)
     beam = beam_options(args)
     decoder = BeamDecoder(model.vocabulary, **beam) if beam else None
     with torch.inference_mode():  # warm-up on one second, so the first file's timing is not the allocator's
-        model(torch.zeros(WARMUP_SAMPLES, device=next(model.parameters()).device), compression=setting)
+        warm = torch.zeros(1, WARMUP_SAMPLES, device=next(model.parameters()).device)
+        setting(warm) if isinstance(setting, Cascade) else model(warm, compression=setting)
     failed = []
     for path in args.audio:
         try:
@@ -86,7 +107,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     device = resolve_device(args.device)
     models = {name: load_recogniser(p, device) for name, p in zip(_model_names(args.models), args.models)}
-    evaluation = evaluate_models(models, manifest, args.settings, args.repeats, beam=beam_options(args))
+    cascades = {name: CascadeConfig.load(args.cascade) for name in models} if args.cascade else None
+    evaluation = evaluate_models(models, manifest, args.settings, args.repeats, beam=beam_options(args),
+                                 cascades=cascades)
     write_results(evaluation, out, {"manifest": str(args.manifest), "threads": args.threads,
                                     "models": dict(zip(models, args.models))})
     print(markdown_table(evaluation.rows))
@@ -147,12 +170,57 @@ def add_lm_commands(commands) -> None:
     q.set_defaults(run=run_lm_tune)
 
 
+def setting_or_auto(text: str) -> Compression | str:
+    return "auto" if text == "auto" else one_setting(text)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    model = load_recogniser(args.model, resolve_device(args.device))
+    manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
+    settings = [model.resolve(s) for s in args.settings]
+    measured = measure(model, manifest, settings)
+    words = max(measured.words.sum(), 1.0)
+    fixed = [(measured.errors[:, k].sum() / words, measured.conv_gmacs + measured.gmacs[k])
+             for k in range(len(settings))]  # each setting on its own
+    target = args.target_wer if args.target_wer is not None else fixed[-1][0] + args.target_delta
+    thresholds, wer, cost = calibrate(measured, target)
+    config = CascadeConfig([str(s) for s in settings], [float(t) for t in thresholds], target,
+                           {"wer": wer, "gmacs_per_audio_second": cost, "manifest": str(args.manifest),
+                            "fixed": {str(s): {"wer": w, "gmacs_per_audio_second": c}
+                                      for s, (w, c) in zip(settings, fixed)}})
+    config.save(Path(args.out))
+    print("| stage | setting | valid WER alone | GMACs / audio s alone |\n|---|---|---|---|")
+    for k, (s, (w, c)) in enumerate(zip(settings, fixed)):
+        print(f"| {k} | {s} | {w:.3f} | {c:.3f} |")
+    print(f"cascade: thresholds {[round(t, 4) for t in thresholds]}, valid WER {wer:.3f} (target {target:.3f}) at "
+          f"{cost:.3f} GMACs/s; wrote {args.out}")
+    return 0
+
+
 def add_commands(commands) -> None:
     add_lm_commands(commands)
+    p = commands.add_parser("calibrate", help="choose confidence-cascade thresholds on a valid split")
+    p.add_argument("model")
+    p.add_argument("--manifest", required=True, help="labelled valid manifest")
+    p.add_argument("--settings", type=settings_list, default=settings_list("s=4;s=1"),
+                   help="stages, cheapest first (default: s=4;s=1)")
+    p.add_argument("--target-wer", type=positive_float, help="WER the cascade must reach (default: the last "
+                                                             "stage's valid WER + --target-delta)")
+    p.add_argument("--target-delta", type=float, default=0.005)
+    p.add_argument("--out", required=True, help="CASCADE.json to write")
+    add_threads(p)
+    add_device(p)
+    p.set_defaults(run=run_calibrate)
     p = commands.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("model", help="recogniser folder or fine-tuning run")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...)")
-    p.add_argument("--compression", type=one_setting, default=None, help="one setting, e.g. s=2 (default: the model's)")
+    p.add_argument("--compression", type=setting_or_auto, default=None,
+                   help="one setting, e.g. s=2, or auto (the confidence cascade of --cascade); default: the model's")
+    p.add_argument("--cascade", help="CASCADE.json from `stochw2v calibrate`, for --compression auto")
+    p.add_argument("--budget", type=positive_float, help="real-time factor the encoder may use (needs --profile)")
+    p.add_argument("--budget-macs", type=positive_float, help="GMACs per audio second the encoder may use")
+    p.add_argument("--profile", help="PROFILE.json from `stochw2v profile MODEL --out` (for --budget)")
     p.add_argument("--json", action="store_true", help="JSON lines with timing")
     add_threads(p)
     add_device(p)
@@ -166,6 +234,7 @@ def add_commands(commands) -> None:
                    help="settings separated by ';' (default: the ones each model was trained on)")
     p.add_argument("--out", required=True, help="folder for results.json, results.md, tradeoff.png")
     p.add_argument("--repeats", type=positive_int, default=3, help="timed passes per setting, interleaved")
+    p.add_argument("--cascade", help="CASCADE.json from `stochw2v calibrate`: evaluate it as one more point")
     add_threads(p)
     add_device(p)
     add_decoding(p)

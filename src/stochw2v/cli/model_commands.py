@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from ..errors import Stochw2vError
-from ..evaluate.profile import format_table, profile
+from ..evaluate.profile import format_profile, format_table, measure_profile, profile
 from ..evaluate.timing import thread_note
+from ..files import read_json
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
 from .common import (
     add_device,
@@ -34,10 +35,24 @@ def run_profile(args: argparse.Namespace) -> int:
         policy = encoder.config.policy
         settings = policy.validation_settings(encoder.config.num_layers) if policy else settings_list("s=1")
     source = args.model or f"random-weight {args.size} encoder"
+    if args.out:
+        return _profile_to_file(args, model, settings, source)
     print(f"{source}: {count_parameters(encoder) / 1e6:.1f}M parameters, {args.seconds:g} s of audio, "
           f"batch {args.batch}, {thread_note()}, {device}, median of {args.repeats} interleaved runs")
     rows = profile(encoder, settings, args.seconds, args.repeats, batch=args.batch)
     print(format_table(rows, args.seconds))
+    return 0
+
+
+def _profile_to_file(args: argparse.Namespace, model, settings, source: str) -> int:
+    results = read_json(Path(args.results), "evaluate results") if args.results else None
+    sizes = sorted({1, args.serving_batch})
+    measured = measure_profile(model, settings, sizes, args.seconds, args.repeats, results, args.results_model,
+                               source)
+    measured.save(Path(args.out))
+    print(f"{source}: {thread_note()}, {args.seconds:g} s items, median of {args.repeats} interleaved runs")
+    print(format_profile(measured))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -80,6 +95,11 @@ def add_commands(commands) -> None:
                    help=f"settings separated by ';' (default: the model's trained ones, or {PROFILE_SETTINGS})")
     p.add_argument("--seconds", type=positive_float, default=10.0)
     p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--out", help="write a PROFILE.json (RTF per setting at batch 1 and --serving-batch) for "
+                                 "budgets, the cascade and `serve`")
+    p.add_argument("--serving-batch", type=positive_int, default=8, help="second batch size profiled with --out")
+    p.add_argument("--results", help="an evaluate results.json: WER/CER per setting go into the profile")
+    p.add_argument("--results-model", help="which model of --results (default: its only one)")
     p.add_argument("--repeats", type=positive_int, default=3)
     add_threads(p)
     add_device(p)

@@ -15,7 +15,7 @@ from ..data.error_rates import error_rates
 from ..files import write_json
 from ..model import Compression, CTCModel
 from .decoding import BeamDecoder
-from .tradeoff import prepare_references
+from .references import prepare_references
 
 
 def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression, beam: int,

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 from ..audio import SAMPLE_RATE
-from ..model import Compression, Encoder, count_macs
+from ..errors import ConfigError
+from ..model import Compression, CTCModel, Encoder, count_macs
+from ..model.budget import Profile, SettingCost
 from .timing import interleaved_medians
 
 
@@ -51,4 +54,56 @@ def format_table(rows: list[ProfileRow], seconds: float) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ProfileRow", "format_table", "profile"]
+
+
+def measure_profile(model: Encoder | CTCModel, settings: list[Compression], batch_sizes: list[int],
+                    seconds: float = 10.0, repeats: int = 3, results: dict | None = None,
+                    results_model: str | None = None, source: str = "") -> Profile:
+    """Real-time factor of every setting at every batch size (the whole recogniser when given one),
+    timed interleaved after a warm-up; WER/CER taken from an `evaluate` results.json when given."""
+    model.eval()
+    device = next(model.parameters()).device
+    rtf: dict[str, dict[int, float]] = {str(s): {} for s in settings}
+    for batch in batch_sizes:
+        audio = torch.randn(batch, int(seconds * SAMPLE_RATE), generator=torch.Generator().manual_seed(batch))
+        audio = audio.to(device)
+        with torch.inference_mode():
+            medians = interleaved_medians({s: partial(model, audio, compression=s) for s in settings}, repeats)
+        for setting, median in medians.items():
+            rtf[str(setting)][batch] = median / (batch * seconds)
+    encoder = model.encoder if isinstance(model, CTCModel) else model
+    accuracy = _accuracies(results, results_model)
+    costs = [SettingCost(str(s), rtf[str(s)], count_macs(encoder, s, seconds).total / seconds / 1e9,
+                         *accuracy.get(str(s), (None, None))) for s in settings]
+    return Profile(costs, device.type, torch.get_num_threads(), source,
+                   {"seconds": seconds, "batch_sizes": list(batch_sizes), "repeats": repeats})
+
+
+def _accuracies(results: dict | None, model_name: str | None) -> dict[str, tuple[float, float]]:
+    """setting -> (WER, CER) of one model's rows in an evaluate results.json."""
+    if not results:
+        return {}
+    rows = results.get("rows", [])
+    names = sorted({r["model"] for r in rows})
+    if model_name is None:
+        if len(names) != 1:
+            raise ConfigError(f"the results hold several models {names}; say which with --results-model")
+        model_name = names[0]
+    if model_name not in names:
+        raise ConfigError(f"the results hold no model named {model_name!r} (they hold {names})")
+    return {r["setting"]: (r["wer"], r["cer"]) for r in rows if r["model"] == model_name}
+
+
+def format_profile(profile: Profile) -> str:
+    sizes = sorted({b for s in profile.settings for b in s.rtf})
+    lines = ["| setting | " + " | ".join(f"RTF batch {b}" for b in sizes) + " | GMACs / audio s | WER | CER | Pareto |",
+             "|---|" + "---|" * (len(sizes) + 4)]
+    for s in profile.settings:
+        wer = "-" if s.wer is None else f"{s.wer:.3f}"
+        cer = "-" if s.cer is None else f"{s.cer:.3f}"
+        lines.append(f"| {s.setting} | " + " | ".join(f"{s.rtf[b]:.4f}" for b in sizes)
+                     + f" | {s.gmacs_per_audio_second:.3f} | {wer} | {cer} | {'yes' if s.pareto else ''} |")
+    return "\n".join(lines)
+
+
+__all__ = ["ProfileRow", "format_profile", "format_table", "measure_profile", "profile"]

@@ -55,11 +55,18 @@ def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict
         points = []
         for name in dict.fromkeys(r.model for r in rows):
             mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
-            values = [getattr(r, metric) for r in mine]
-            errors = [[v - getattr(r, f"{metric}_low") for v, r in zip(values, mine)],
-                      [getattr(r, f"{metric}_high") - v for v, r in zip(values, mine)]]
-            ax.errorbar([r.relative_time for r in mine], values, yerr=errors, fmt="o-", capsize=3, label=name)
-            points += [(r.relative_time, getattr(r, metric), r.setting) for r in mine]
+            fixed = [r for r in mine if not r.setting.startswith("auto")]
+            for group, style, label in ((fixed, "o-", name), ([r for r in mine if r not in fixed], "*",
+                                                                f"{name} confidence cascade")):
+                if not group:
+                    continue
+                values = [getattr(r, metric) for r in group]
+                errors = [[v - getattr(r, f"{metric}_low") for v, r in zip(values, group)],
+                          [getattr(r, f"{metric}_high") - v for v, r in zip(values, group)]]
+                ax.errorbar([r.relative_time for r in group], values, yerr=errors, fmt=style, capsize=3, label=label,
+                            markersize=12 if style == "*" else 6)
+            points += [(r.relative_time, getattr(r, metric), "auto" if r.setting.startswith("auto") else r.setting)
+                       for r in mine]
         for point in extra_points or []:
             ax.scatter([point["relative_time"]], [point[metric]], marker="*", s=160, zorder=5, label=point["label"])
             points.append((point["relative_time"], point[metric], point["label"]))

@@ -18,14 +18,16 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE
-from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader, normalize_text
+from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import ErrorCounts, error_rates, utterance_errors
-from ..errors import ConfigError, ManifestError
+from ..errors import ConfigError
 from ..model.compression import Compression
 from ..model.ctc import CTCModel
 from ..model.loading import count_parameters
 from ..model.macs import count_macs
+from .cascade import Cascade, CascadeConfig
 from .decoding import BeamDecoder, greedy_decode
+from .references import prepare_references
 from .statistics import bootstrap_interval
 from .timing import Clock, interleave, thread_note
 
@@ -75,31 +77,18 @@ def default_settings(model: CTCModel) -> list[Compression]:
     return runnable
 
 
-def prepare_references(manifest: Manifest, models: dict[str, CTCModel]) -> dict[str, str]:
-    """References by utterance id, normalised as training normalises them; characters a model
-    cannot emit are refused (they would count as errors no model could avoid)."""
-    if not manifest.has_labels:
-        raise ManifestError(f"{manifest.source}: evaluation needs transcripts (.wrd)")
-    references = {manifest.utterance_id(i): normalize_text(manifest.words[i]) for i in range(len(manifest))}
-    for name, model in models.items():
-        bad = {utt: "".join(sorted(model.vocabulary.unknown_characters(text))) for utt, text in references.items()
-               if model.vocabulary.unknown_characters(text)}
-        if bad:
-            listed = ", ".join(f"{utt} ({chars!r})" for utt, chars in list(bad.items())[:5])
-            raise ManifestError(f"{manifest.source}: {len(bad)} of {len(references)} references hold characters "
-                                f"model {name} cannot emit: "
-                                f"{listed}{' ...' if len(bad) > 5 else ''}")
-    return references
-
-
-def _decode_pass(model: CTCModel, batches: list[Batch], setting: Compression, decoder, clock: Clock):
-    """Hypotheses by utterance id, encoder seconds and decoding seconds of one pass."""
-    hypotheses, encoder_s, decode_s = {}, 0.0, 0.0
+def _decode_pass(model: CTCModel, batches: list[Batch], setting: Compression | Cascade, decoder, clock: Clock):
+    """Hypotheses by utterance id, encoder and decoding seconds of one pass, and (cascades) accepted stages."""
+    hypotheses, encoder_s, decode_s, stages = {}, 0.0, 0.0, []
     cuda = next(model.parameters()).device.type == "cuda"
     with torch.inference_mode():
         for batch in batches:
             start = clock()
-            out = model(batch.waveforms, batch.lengths, setting)
+            if isinstance(setting, Cascade):
+                out = setting(batch.waveforms, batch.lengths)
+                stages.append(out.stages)
+            else:
+                out = model(batch.waveforms, batch.lengths, setting)
             if cuda:
                 torch.cuda.synchronize()
             middle = clock()
@@ -108,7 +97,7 @@ def _decode_pass(model: CTCModel, batches: list[Batch], setting: Compression, de
             decode_s += clock() - middle
             encoder_s += middle - start
             hypotheses.update(zip(batch.ids, texts))
-    return hypotheses, encoder_s, decode_s
+    return hypotheses, encoder_s, decode_s, torch.cat(stages) if stages else None
 
 
 def _check_settings(models: dict[str, CTCModel], per_model: dict[str, list[Compression]]) -> None:
@@ -123,8 +112,10 @@ def _check_settings(models: dict[str, CTCModel], per_model: dict[str, list[Compr
 
 def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: list[Compression] | None = None,
                     repeats: int = 3, max_samples: int = 1_600_000, beam: dict | None = None,
-                    progress: bool = True, clock: Clock = time.perf_counter) -> Evaluation:
-    """Every model at every setting, timed by the protocol in the module docstring."""
+                    progress: bool = True, clock: Clock = time.perf_counter,
+                    cascades: dict[str, CascadeConfig] | None = None) -> Evaluation:
+    """Every model at every setting (and at its confidence cascade, when given one), timed by the
+    protocol in the module docstring."""
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     references = prepare_references(manifest, models)
@@ -136,10 +127,11 @@ def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: l
     batches = {name: [b.to(device[name]) for b in make_loader(dataset, sampler)] for name in models}
     decoders = {name: BeamDecoder(m.vocabulary, **beam) if beam else None for name, m in models.items()}
 
-    keys = [(name, s) for name in models for s in per_model[name]]
+    keys: list[tuple[str, Compression | Cascade]] = [(name, s) for name in models for s in per_model[name]]
+    keys += [(name, Cascade(models[name], config)) for name, config in (cascades or {}).items()]
     bar = tqdm(total=(repeats + 1) * len(keys), desc="evaluate", disable=not progress, leave=False)
 
-    def job(name: str, setting: Compression) -> Callable[[], tuple]:
+    def job(name: str, setting: Compression | Cascade) -> Callable[[], tuple]:
         def run() -> tuple:
             result = _decode_pass(models[name], batches[name], setting, decoders[name], clock)
             bar.update()
@@ -151,30 +143,39 @@ def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: l
     return _summarise(models, manifest, references, runs, beam)
 
 
+def _gmacs(model: CTCModel, setting: Compression | Cascade, mean_seconds: float, stages) -> float:
+    """GMACs per audio second of a setting, or of a cascade's average over its accepted stages."""
+    if isinstance(setting, Cascade):
+        return setting.gmacs_per_audio_second(stages, mean_seconds)
+    macs = count_macs(model.encoder, setting, mean_seconds).total
+    macs += model.encoder.num_frames(int(mean_seconds * SAMPLE_RATE)) * model.head.weight.numel()
+    return macs / mean_seconds / 1e9
+
+
 def _summarise(models: dict[str, CTCModel], manifest: Manifest, references: dict[str, str],
-               runs: dict[tuple[str, Compression], list[tuple]], beam: dict | None) -> Evaluation:
+               runs: dict[tuple, list[tuple]], beam: dict | None) -> Evaluation:
     audio_seconds = manifest.total_seconds
     mean_seconds = audio_seconds / len(manifest)
     order = list(references)
     baseline = statistics.median(r[1] for r in runs[next(iter(runs))])
     evaluation = Evaluation([], {name: {} for name in models}, {name: {} for name in models})
+    decoder = "greedy" if not beam else f"beam {beam.get('beam_width', 50)}" + (" + LM" if beam.get("lm") else "")
     for (name, setting), results in runs.items():
         model, texts = models[name], results[-1][0]
+        label = setting.name if isinstance(setting, Cascade) else str(setting)
         hyps = [texts[utt] for utt in order]
         counts = utterance_errors([references[u] for u in order], hyps)
         total = error_rates([references[u] for u in order], hyps)
         encoder_s = statistics.median(r[1] for r in results)
         decode_s = statistics.median(r[2] for r in results)
-        macs = count_macs(model.encoder, setting, mean_seconds).total
-        macs += model.encoder.num_frames(int(mean_seconds * SAMPLE_RATE)) * model.head.weight.numel()
+        trained = True if isinstance(setting, Cascade) else model.config.was_trained_on(setting)
         evaluation.rows.append(SettingResult(
-            name, str(setting), total.wer, *bootstrap_interval(counts, "wer"), total.cer,
+            name, label, total.wer, *bootstrap_interval(counts, "wer"), total.cer,
             *bootstrap_interval(counts, "cer"), encoder_s, decode_s, encoder_s / audio_seconds,
-            encoder_s / baseline, macs / mean_seconds / 1e9, count_parameters(model), len(manifest),
-            model.config.was_trained_on(setting), "greedy" if not beam else f"beam {beam.get('beam_width', 50)}"
-            + (" + LM" if beam.get("lm") else "")))
-        evaluation.hypotheses[name][str(setting)] = texts
-        evaluation.utterance_counts[name][str(setting)] = counts
+            encoder_s / baseline, _gmacs(model, setting, mean_seconds, results[-1][3]), count_parameters(model),
+            len(manifest), trained, decoder))
+        evaluation.hypotheses[name][label] = texts
+        evaluation.utterance_counts[name][label] = counts
     first = evaluation.rows[0]
     evaluation.protocol = (f"{thread_note()}; one untimed pass per setting, then {len(next(iter(runs.values())))} "
                            f"interleaved timed passes, median; relative time = encoder time / "

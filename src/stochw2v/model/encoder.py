@@ -102,10 +102,21 @@ class Encoder(nn.Module):
         freeze_features: run the conv stack without gradients (fine-tuning's frozen feature encoder).
         """
         setting = self.resolve(compression)
+        features = self.front(waveforms, lengths, freeze_conv=freeze_features)
+        return self.back(features, setting, augment)
+
+    def front(self, waveforms: Tensor, lengths: Tensor | None = None, freeze_conv: bool = False) -> Features:
+        """The part of the encoder no compression setting changes: checked input, conv features,
+        projection. A confidence cascade computes it once and runs `back` at several settings."""
         param = self.mask_embedding
         waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field,
                                                param.dtype, param.device)
-        features = self.extract_features(waveforms, lengths, freeze_conv=freeze_features)
+        return self.extract_features(waveforms, lengths, freeze_conv=freeze_conv)
+
+    def back(self, features: Features, compression: CompressionLike = None,
+             augment: FeatureHook | None = None) -> EncoderOutput:
+        """The context network at `compression` on features from `front`."""
+        setting = self.resolve(compression)
         frames = features.projected.shape[1]
         frame_lengths = features.lengths
         shortest = frames if frame_lengths is None else int(frame_lengths.min())

@@ -1,0 +1,122 @@
+"""What each compression setting costs and earns on one machine, and the setting a budget affords.
+
+A `Profile` (written by `stochw2v profile MODEL --out PROFILE.json`) lists, per trained setting,
+the measured real-time factor (encoder seconds per audio second) at each profiled batch size, the
+MACs per audio second, and, when an evaluation was given, the WER and CER. `pick` returns the
+most accurate setting that fits a budget; if none fits, the cheapest one, flagged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ModelFileError
+from ..files import read_json, write_json
+from .compression import Compression
+
+
+@dataclass
+class SettingCost:
+    setting: str
+    rtf: dict[int, float]  # batch size -> encoder seconds per audio second
+    gmacs_per_audio_second: float
+    wer: float | None = None
+    cer: float | None = None
+    pareto: bool = True
+
+    def rtf_at(self, batch: int) -> float:
+        """RTF at `batch`, interpolated linearly in batch size between the profiled ones."""
+        sizes = sorted(self.rtf)
+        if batch <= sizes[0]:
+            return self.rtf[sizes[0]]
+        for low, high in zip(sizes, sizes[1:]):
+            if batch <= high:
+                share = (batch - low) / (high - low)
+                return self.rtf[low] * (1 - share) + self.rtf[high] * share
+        return self.rtf[sizes[-1]]
+
+    @property
+    def error(self) -> float:
+        """What 'most accurate' ranks by: WER, else CER, else more compute is assumed better."""
+        if self.wer is not None:
+            return self.wer
+        if self.cer is not None:
+            return self.cer
+        return -self.gmacs_per_audio_second
+
+
+@dataclass
+class Choice:
+    setting: Compression
+    cost: SettingCost
+    fits: bool  # False: no setting met the budget; the cheapest one was taken
+
+
+@dataclass
+class Profile:
+    settings: list[SettingCost]
+    device: str = "cpu"
+    threads: int = 1
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.settings:
+            raise ConfigError("a profile needs at least one setting")
+        mark_pareto(self.settings)
+
+    # ------------------------------------------------------------- choice
+    def by_accuracy(self) -> list[SettingCost]:
+        """Pareto-optimal settings, most accurate first."""
+        return sorted((s for s in self.settings if s.pareto), key=lambda s: (s.error, s.gmacs_per_audio_second))
+
+    def cheapest(self, batch: int = 1) -> SettingCost:
+        return min(self.settings, key=lambda s: (s.rtf_at(batch), s.gmacs_per_audio_second))
+
+    def pick(self, rtf: float | None = None, gmacs: float | None = None, batch: int = 1) -> Choice:
+        """Most accurate setting with RTF <= `rtf` and GMACs per audio second <= `gmacs`."""
+        for name, value in (("RTF budget", rtf), ("MACs budget", gmacs)):
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise ConfigError(f"the {name} must be a finite number > 0, got {value}")
+        for cost in self.by_accuracy():
+            if (rtf is None or cost.rtf_at(batch) <= rtf) and (gmacs is None or cost.gmacs_per_audio_second <= gmacs):
+                return Choice(Compression.parse(cost.setting), cost, True)
+        cheapest = self.cheapest(batch)
+        return Choice(Compression.parse(cheapest.setting), cheapest, False)
+
+    # ------------------------------------------------------------ storage
+    def save(self, path: Path) -> Path:
+        data = {"device": self.device, "threads": self.threads, "source": self.source, **self.meta,
+                "settings": [{**asdict(s), "rtf": {str(k): v for k, v in s.rtf.items()}} for s in self.settings]}
+        return write_json(Path(path), data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        data = read_json(Path(path), "profile")
+        try:
+            settings = [SettingCost(s["setting"], {int(k): float(v) for k, v in s["rtf"].items()},
+                                    float(s["gmacs_per_audio_second"]), s.get("wer"), s.get("cer"))
+                        for s in data["settings"]]
+            for cost in settings:
+                Compression.parse(cost.setting)
+                if not cost.rtf or any(v <= 0 or not math.isfinite(v) for v in cost.rtf.values()):
+                    raise ValueError(f"setting {cost.setting} has no positive RTF")
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ModelFileError(f"{path}: not a stochw2v profile ({error}); make one with "
+                                 "`stochw2v profile MODEL --out PROFILE.json`") from None
+        meta = {k: v for k, v in data.items() if k not in ("settings", "device", "threads", "source")}
+        return cls(settings, data.get("device", "cpu"), int(data.get("threads", 1)), data.get("source", ""), meta)
+
+
+def mark_pareto(settings: list[SettingCost], batch: int = 1) -> None:
+    """A setting is kept when no other is both at least as fast and at least as accurate (one strictly)."""
+    for cost in settings:
+        cost.pareto = not any(
+            other is not cost and other.rtf_at(batch) <= cost.rtf_at(batch) and other.error <= cost.error
+            and (other.rtf_at(batch) < cost.rtf_at(batch) or other.error < cost.error)
+            for other in settings)
+
+
+__all__ = ["Choice", "Profile", "SettingCost", "mark_pareto"]

@@ -1,0 +1,115 @@
+"""The inference side of the server: one worker thread that takes batches from the scheduler and runs
+the model, so the HTTP event loop (health, metrics, new requests) never waits for a forward pass."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from ..audio import SAMPLE_RATE
+from ..model import Compression, CTCModel
+from ..model.ctc import greedy_decode
+from .scheduler import Batch, Job, Overloaded, Scheduler
+
+
+@dataclass
+class Answer:
+    text: str
+    setting: str
+    audio_seconds: float
+    queue_seconds: float
+    compute_seconds: float
+    batch_size: int
+    late: bool
+    budget_met: bool
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the server's own (no process-global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("stochw2v_requests", "HTTP requests by status code", ["status"],
+                                registry=self.registry)
+        self.latency = Histogram("stochw2v_request_latency_seconds", "time from arrival to answer",
+                                 buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10), registry=self.registry)
+        self.settings = Counter("stochw2v_setting_chosen", "batches run, by compression setting", ["setting"],
+                                registry=self.registry)
+        self.queue = Gauge("stochw2v_queue_length", "requests waiting for a batch", registry=self.registry)
+        self.audio = Counter("stochw2v_audio_seconds", "seconds of audio transcribed", registry=self.registry)
+        self.batch = Histogram("stochw2v_batch_size", "requests per batch", buckets=(1, 2, 4, 8, 16, 32),
+                               registry=self.registry)
+
+
+class Engine:
+    def __init__(self, model: CTCModel, scheduler: Scheduler, metrics: Metrics) -> None:
+        self.model, self.scheduler, self.metrics = model, scheduler, metrics
+        self.device = next(model.parameters()).device
+        self.condition = threading.Condition()
+        self.accepting, self.running_batch = True, False
+        self.thread = threading.Thread(target=self._loop, name="stochw2v-inference", daemon=True)
+        self.thread.start()
+
+    def submit(self, audio: np.ndarray, fixed: Compression | None, budget: float | None) -> Future:
+        """Queue one utterance; the future resolves to an `Answer`. Raises Overloaded (503)."""
+        future: Future = Future()
+        job = Job(len(audio) / SAMPLE_RATE, time.monotonic(), fixed, budget, (audio, future))
+        with self.condition:
+            if not self.accepting:
+                raise Overloaded("the server is shutting down", 5.0)
+            self.scheduler.admit(job, time.monotonic())
+            self.metrics.queue.set(len(self.scheduler.queue))
+            self.condition.notify()
+        return future
+
+    def _loop(self) -> None:
+        while True:
+            with self.condition:
+                while not self.scheduler.queue and self.accepting:
+                    self.condition.wait()
+                if not self.scheduler.queue and not self.accepting:
+                    return
+                batch = self.scheduler.next_batch(time.monotonic())
+                self.running_batch = True
+                self.metrics.queue.set(len(self.scheduler.queue))
+            try:
+                self._run(batch)
+            except Exception as error:  # noqa: BLE001 - a failed batch answers its requests, the loop goes on
+                for job in batch.jobs:
+                    job.payload[1].set_exception(error)
+            finally:
+                with self.condition:
+                    self.running_batch = False
+                    self.condition.notify_all()
+
+    def _run(self, batch: Batch) -> None:
+        started = time.monotonic()
+        waves = [torch.from_numpy(job.payload[0]) for job in batch.jobs]
+        lengths = torch.tensor([len(w) for w in waves])
+        padded = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True).to(self.device)
+        with torch.inference_mode():
+            out = self.model(padded, lengths.to(self.device), batch.setting)
+            texts = greedy_decode(out.logits, out.lengths, self.model.vocabulary)
+        done = time.monotonic()
+        self.metrics.settings.labels(str(batch.setting)).inc()
+        self.metrics.batch.observe(len(batch.jobs))
+        for job, text in zip(batch.jobs, texts):
+            self.metrics.audio.inc(job.seconds)
+            job.payload[1].set_result(Answer(text, str(batch.setting), job.seconds, started - job.arrival,
+                                             done - started, len(batch.jobs), done - job.arrival >
+                                             self.scheduler.target, job.budget_met))
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Stop taking requests, finish every accepted one, stop the worker."""
+        with self.condition:
+            self.accepting = False
+            self.condition.notify_all()
+        self.thread.join(timeout)
+
+
+__all__ = ["Answer", "Engine", "Metrics"]
