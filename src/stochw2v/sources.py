@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import MissingFileError, ModelFileError, Stochw2vError
 from .files import read_json
+from .model.fairseq import load_fairseq
 from .model.hf import HF_MODEL_TYPES, load_hf_model
 from .model.loading import Model, build_model, encoder_config_from, read_model_folder, vocabulary_from
 from .model.saving import CONFIG_FILE, FORMAT
@@ -31,14 +32,19 @@ def load_run(folder: Path) -> Model:
     return build_model("encoder", config, weights, source)
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Load a model folder: ours (encoder or CTC recogniser), a training run, or a HF Wav2Vec2 / SEW
-    `save_pretrained` folder (a recogniser when it has a CTC head and vocab.json)."""
+def load(path: str | os.PathLike, dictionary: str | os.PathLike | None = None) -> Model:
+    """Load a model: our folder (encoder or CTC recogniser), a training run, a HF Wav2Vec2 / SEW
+    `save_pretrained` folder (a recogniser when it has a CTC head and vocab.json), or a fairseq
+    wav2vec 2.0 / SEW `.pt` checkpoint (fine-tuned ones need `dictionary`, default: the
+    dict.ltr.txt beside it)."""
     folder = Path(path)
     if not folder.exists():
         raise MissingFileError(f"{folder}: no such file or directory")
+    if folder.is_file() and folder.suffix in (".pt", ".pth"):
+        return load_fairseq(folder, dictionary)
     if not folder.is_dir():
-        raise Stochw2vError(f"{folder}: expected a model folder (config.json + weights) or a run folder, got a file")
+        raise Stochw2vError(f"{folder}: expected a model folder (config.json + weights), a run folder or a fairseq "
+                            ".pt checkpoint, got another file")
     if is_run_folder(folder):
         return load_run(folder)
     config_path = folder / CONFIG_FILE

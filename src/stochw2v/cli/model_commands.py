@@ -11,6 +11,7 @@ from ..evaluate.profile import format_profile, format_table, measure_profile, pr
 from ..evaluate.timing import thread_note
 from ..files import read_json
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
+from ..sources import load
 from .common import (
     add_device,
     add_threads,
@@ -81,7 +82,22 @@ def _check_not_inside(source: Path, out: Path) -> None:
         raise Stochw2vError(f"{out}: is (inside) the model being exported ({source}); choose another --out")
 
 
+def run_import_fairseq(args: argparse.Namespace) -> int:
+    model = load(args.checkpoint, args.dict)
+    out = model.save(args.out)
+    kind = "recogniser" if isinstance(model, CTCModel) else "encoder"
+    print(f"wrote {out}: the {kind} of {args.checkpoint} ({count_parameters(model) / 1e6:.1f}M parameters)")
+    return 0
+
+
 def add_commands(commands) -> None:
+    p = commands.add_parser("import-fairseq", help="convert a fairseq wav2vec 2.0 / SEW checkpoint (no fairseq "
+                                                   "needed, no pickled code run) to our model folder")
+    p.add_argument("checkpoint", help="fairseq .pt file")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dict", help="dict.ltr.txt of a fine-tuned checkpoint (default: the one beside it)")
+    p.set_defaults(run=run_import_fairseq)
+
     p = commands.add_parser("export", help="write any loadable model (run folder, HF folder) as our model folder")
     p.add_argument("model")
     p.add_argument("--out", required=True)
