@@ -63,10 +63,10 @@ CORE = ("w2v2", "sew2", "stochastic", "stoch>s2")  # the arms every seed runs; t
 class ExperimentPlan:
     out: Path
     hours: float = 2.0
-    test_utterances: int = 320
+    test_utterances: int = 300
     seeds: tuple[int, ...] = (1, 2)
-    pretrain_updates: int = 600
-    finetune_updates: int = 1800
+    pretrain_updates: int = 500
+    finetune_updates: int = 1500
     arms: tuple[str, ...] = tuple(a.name for a in ARMS)
     all_arms_every_seed: bool = False
     device: str | None = None
