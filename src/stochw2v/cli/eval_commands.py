@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio
+from ..audio import SAMPLE_RATE, audio_info, load_audio
 from ..data import read_manifest
 from ..errors import Stochw2vError
 from ..evaluate.cascade import Cascade, CascadeConfig, calibrate, measure
-from ..evaluate.decoding import BeamDecoder, greedy_decode
+from ..evaluate.decoding import BeamDecoder
 from ..evaluate.lm_tuning import tune_lm
+from ..evaluate.long_audio import ctc_words, transcribe_long
 from ..evaluate.ngram import read_sentences, write_lm
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
@@ -36,22 +37,42 @@ from .common import (
 WARMUP_SAMPLES = SAMPLE_RATE  # one second: enough to set up the kernels, cheap on any file
 
 
-def transcribe_file(model: CTCModel, path: str, setting: Compression | Cascade, decoder) -> dict:
-    """One file through the encoder exactly once (a cascade: its stages); the text and the seconds taken."""
-    samples = load_audio(path)
-    wave = torch.from_numpy(samples).to(next(model.parameters()).device)
-    with torch.inference_mode():
-        start = time.perf_counter()
-        out = setting(wave[None]) if isinstance(setting, Cascade) else model(wave, compression=setting)
+def transcribe_file(model: CTCModel, path: str, setting: Compression | Cascade, decoder, chunk_seconds: float,
+                    progress: bool = True) -> dict:
+    """One file: in one pass (the encoder runs exactly once; a cascade its stages), or in overlapping
+    windows when it is longer than `chunk_seconds`. The text, word times and the seconds taken."""
+    audio_seconds = audio_info_seconds(path)
+    start = time.perf_counter()
+    if audio_seconds > chunk_seconds:
+        if isinstance(setting, Cascade):
+            raise Stochw2vError(f"{path}: {audio_seconds:.0f} s is over --chunk-seconds; the cascade runs on "
+                                "single passes only, give a fixed --compression for long files")
+        long = transcribe_long(model, path, setting, chunk_seconds, keep_logits=decoder is not None,
+                               progress=progress)
         middle = time.perf_counter()
-        text = decoder(out.logits, out.lengths)[0] if decoder else greedy_decode(out.logits, out.lengths,
-                                                                                  model.vocabulary)[0]
-        end = time.perf_counter()
-    audio_seconds = len(samples) / SAMPLE_RATE
-    used = setting.config.settings[int(out.stages[0])] if isinstance(setting, Cascade) else str(setting)
+        text, words = long.text, long.words
+        if decoder is not None:
+            text = decoder(torch.from_numpy(long.logits)[None], torch.tensor([len(long.logits)]))[0]
+        used = str(setting)
+    else:
+        wave = torch.from_numpy(load_audio(path)).to(next(model.parameters()).device)
+        with torch.inference_mode():
+            out = setting(wave[None]) if isinstance(setting, Cascade) else model(wave, compression=setting)
+        middle = time.perf_counter()
+        best = out.logits[0, : int(out.lengths[0])].argmax(-1).cpu().numpy()
+        words = ctc_words(best, model.vocabulary, model.config.hop / SAMPLE_RATE)
+        text = decoder(out.logits, out.lengths)[0] if decoder else " ".join(w.word for w in words)
+        used = setting.config.settings[int(out.stages[0])] if isinstance(setting, Cascade) else str(setting)
+    end = time.perf_counter()
     return {"file": path, "text": text, "compression": used, "audio_seconds": round(audio_seconds, 3),
             "encoder_seconds": round(middle - start, 4), "decode_seconds": round(end - middle, 4),
-            "rtf": round((middle - start) / audio_seconds, 4)}
+            "rtf": round((middle - start) / max(audio_seconds, 1e-9), 4),
+            "words": [{"word": w.word, "start": round(w.start, 2), "end": round(w.end, 2)} for w in words]}
+
+
+def audio_info_seconds(path: str) -> float:
+    frames, rate = audio_info(path)
+    return frames / rate
 
 
 def _transcriber(args: argparse.Namespace, model: CTCModel):
@@ -83,7 +104,7 @@ def run_transcribe(args: argparse.Namespace) -> int:
     failed = []
     for path in args.audio:
         try:
-            result = transcribe_file(model, path, setting, decoder)
+            result = transcribe_file(model, path, setting, decoder, args.chunk_seconds, not args.json)
         except Stochw2vError as error:  # one bad file does not stop the others
             print(f"stochw2v transcribe: error: {error}", file=sys.stderr)
             failed.append(path)
@@ -221,7 +242,9 @@ def add_commands(commands) -> None:
     p.add_argument("--budget", type=positive_float, help="real-time factor the encoder may use (needs --profile)")
     p.add_argument("--budget-macs", type=positive_float, help="GMACs per audio second the encoder may use")
     p.add_argument("--profile", help="PROFILE.json from `stochw2v profile MODEL --out` (for --budget)")
-    p.add_argument("--json", action="store_true", help="JSON lines with timing")
+    p.add_argument("--json", action="store_true", help="JSON lines with timing and word times")
+    p.add_argument("--chunk-seconds", type=positive_float, default=30.0,
+                   help="longer files are transcribed in overlapping windows of this length, in bounded memory")
     add_threads(p)
     add_device(p)
     add_decoding(p)
