@@ -203,3 +203,22 @@ def test_gradients_stay_bounded_on_digital_silence(preset):
     model(audio).hidden_states.square().mean().backward()
     largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
     assert largest < 1e3
+
+
+def test_inference_caches_follow_weight_changes():
+    # the upsampler's stacked blocks and the weight-normed positional conv are kept between
+    # inference calls; an in-place change (an optimizer step, load_state_dict) must renew them
+    model = Encoder(small_config()).eval()
+    audio = torch.randn(1, 8000)
+    with torch.inference_mode():
+        before = model.encode(audio, compression="s=2").hidden_states
+    with torch.no_grad():
+        model.context.pos_conv.weight_g.mul_(2.0)
+        model.context.upsample.weights[1].add_(1.0)
+    with torch.inference_mode():
+        after = model.encode(audio, compression="s=2").hidden_states
+    fresh = Encoder(small_config()).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.inference_mode():
+        assert (before - after).abs().max() > 0
+        assert torch.equal(after, fresh.encode(audio, compression="s=2").hidden_states)

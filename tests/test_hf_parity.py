@@ -173,3 +173,35 @@ def test_input_normalisation_matches_hf_feature_extractor_both_ways(tmp_path):
     stochw2v.export_hf(model, tmp_path / "out")
     assert AutoFeatureExtractor.from_pretrained(tmp_path / "out").do_normalize
     assert stochw2v.load(tmp_path / "out").config.normalize_waveform
+
+
+def _hub_cache(tmp_path, repo_id, source):
+    """A folder in huggingface_hub's cache layout holding `source`'s files at one revision."""
+    import shutil
+
+    repo = tmp_path / "cache" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.mkdir(parents=True)
+    for file in source.iterdir():
+        shutil.copy(file, snapshot / file.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+    return tmp_path / "cache"
+
+
+def test_hub_ids_load_from_the_cache_offline(tmp_path, monkeypatch, capsys):
+    hf = Wav2Vec2Model(Wav2Vec2Config(**SMALL)).eval()
+    cache = _hub_cache(tmp_path, "someone/tiny-w2v2", _save(hf, tmp_path / "src"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    model = stochw2v.load("someone/tiny-w2v2")
+    audio = torch.randn(1, 6000)
+    assert (model.encode(audio).hidden_states - _hf_hidden(hf, audio)).abs().max().item() < 1e-4
+    with pytest.raises(stochw2v.Stochw2vError, match="someone/other: no such folder, and not a model in .*"
+                                                      "HF_HUB_OFFLINE is set"):
+        stochw2v.load("someone/other")
+    from stochw2v.cli import main
+
+    assert main(["profile", "--model", "someone/tiny-w2v2", "--seconds", "1", "--repeats", "1"]) == 0
+    assert "| s=1 |" in capsys.readouterr().out

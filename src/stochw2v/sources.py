@@ -2,14 +2,21 @@
 
 * our model folder (config.json with format "stochw2v" + model.safetensors);
 * a training run folder (its model: best-WER checkpoint for fine-tuning, last for pre-training);
-* a HF transformers Wav2Vec2 / SEW folder.
+* a HF transformers Wav2Vec2 / SEW folder, or a HF Hub id ("facebook/wav2vec2-base"), through
+  huggingface_hub's cache (HF_HUB_OFFLINE=1 uses the cache only; HF_HUB_CACHE moves it);
+* a fairseq wav2vec 2.0 / SEW .pt checkpoint.
 
-Nothing read here can run code: JSON, safetensors, or torch's weights-only unpickler.
+Nothing read here can run code: JSON, safetensors, torch's weights-only unpickler, or (fairseq)
+a restricted unpickler.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
 from .errors import MissingFileError, ModelFileError, Stochw2vError
 from .files import read_json
@@ -18,6 +25,26 @@ from .model.hf import HF_MODEL_TYPES, load_hf_model
 from .model.loading import Model, build_model, encoder_config_from, read_model_folder, vocabulary_from
 from .model.saving import CONFIG_FILE, FORMAT
 from .train.state import is_run_folder, model_checkpoint
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin", "vocab.json",
+             "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot of a HF Hub model, from the cache (and, when online, the Hub)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=HUB_FILES, local_files_only=offline,
+                                   cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+    except LocalEntryNotFoundError:
+        where = os.environ.get("HF_HUB_CACHE") or "the default Hugging Face cache"
+        reason = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
+        raise MissingFileError(f"{repo_id}: no such folder, and not a model in {where} ({reason})") from None
+    except (HfHubHTTPError, HFValidationError, OSError) as error:
+        raise MissingFileError(f"{repo_id}: no such folder, and the Hugging Face Hub did not give it "
+                               f"({str(error).splitlines()[0]})") from None
+    return Path(folder)
 
 
 def load_run(folder: Path) -> Model:
@@ -38,6 +65,8 @@ def load(path: str | os.PathLike, dictionary: str | os.PathLike | None = None) -
     wav2vec 2.0 / SEW `.pt` checkpoint (fine-tuned ones need `dictionary`, default: the
     dict.ltr.txt beside it)."""
     folder = Path(path)
+    if not folder.exists() and HUB_ID.match(str(path)):
+        folder = hub_snapshot(str(path))
     if not folder.exists():
         raise MissingFileError(f"{folder}: no such file or directory")
     if folder.is_file() and folder.suffix in (".pt", ".pth"):

@@ -16,10 +16,10 @@ from .common import (
     add_device,
     add_threads,
     load_model,
+    model_device_dtype,
     one_setting,
     positive_float,
     positive_int,
-    resolve_device,
     settings_list,
 )
 
@@ -28,8 +28,9 @@ PROFILE_SETTINGS = "s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2"
 
 def run_profile(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    model = load_model(args.model, device) if args.model else Encoder(EncoderConfig.preset(args.size)).to(device)
+    device, dtype = model_device_dtype(args)
+    model = load_model(args.model, device, dtype) if args.model else \
+        Encoder(EncoderConfig.preset(args.size)).to(device=device, dtype=dtype)
     encoder = model.encoder if isinstance(model, CTCModel) else model  # a recogniser is profiled by its encoder
     settings = args.settings or (None if args.model else settings_list(PROFILE_SETTINGS))
     if settings is None:

@@ -8,12 +8,12 @@ import uvicorn
 
 from ..model.budget import Profile
 from ..serve import ServeSettings, create_app
-from .common import add_device, add_threads, load_recogniser, positive_float, positive_int, resolve_device
+from .common import add_device, add_threads, load_recogniser, model_device_dtype, positive_float, positive_int
 
 
 def run_serve(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_recogniser(args.model, resolve_device(args.device))
+    model = load_recogniser(args.model, *model_device_dtype(args))
     profile = Profile.load(args.profile)
     for cost in profile.settings:  # the profile must describe settings this model runs
         model.resolve(cost.setting)

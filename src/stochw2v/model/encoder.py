@@ -63,8 +63,9 @@ class Encoder(nn.Module):
         as fairseq's feature_grad_mult=0 and HF's freeze_feature_encoder); the feature layer norm
         and the projection still train.
         """
-        if self.config.normalize_waveform:
-            waveforms = standardize_over_valid(waveforms, lengths, eps=1e-7)  # HF's do_normalize
+        if self.config.normalize_waveform:  # HF's do_normalize, in float32 whatever the model's precision
+            waveforms = standardize_over_valid(waveforms, lengths, eps=1e-7)
+        waveforms = waveforms.to(self.mask_embedding.dtype)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_conv):
             features, frame_lengths = self.feature_encoder(waveforms, lengths)
         normalized = self.feature_norm(features)
@@ -108,9 +109,8 @@ class Encoder(nn.Module):
     def front(self, waveforms: Tensor, lengths: Tensor | None = None, freeze_conv: bool = False) -> Features:
         """The part of the encoder no compression setting changes: checked input, conv features,
         projection. A confidence cascade computes it once and runs `back` at several settings."""
-        param = self.mask_embedding
         waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field,
-                                               param.dtype, param.device)
+                                               torch.float32, self.mask_embedding.device)
         return self.extract_features(waveforms, lengths, freeze_conv=freeze_conv)
 
     def back(self, features: Features, compression: CompressionLike = None,

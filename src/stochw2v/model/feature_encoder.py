@@ -7,7 +7,6 @@ from torch import Tensor, nn
 
 from .activations import activation
 from .config import EncoderConfig
-from .pooling import padding_mask
 
 
 def conv_output_lengths(lengths: Tensor, layers: tuple[tuple[int, int, int], ...]) -> Tensor:
@@ -21,18 +20,19 @@ def standardize_over_valid(x: Tensor, lengths: Tensor | None, eps: float) -> Ten
     """Zero mean, unit variance along the last (time) axis, over each item's first `lengths` steps.
 
     Padding does not move the statistics and comes out zero. Used for the input waveform
-    (HF's do_normalize) and for the group-norm conv layer.
+    (HF's do_normalize). Statistics are taken in float32 whatever the input's precision; items are
+    handled one by one (a few per batch), which is much cheaper than masked sums over the padding.
     """
+    work = x.float()
     if lengths is None:
-        mean = x.mean(-1, keepdim=True)
-        return (x - mean) * torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-    shape = (x.shape[0],) + (1,) * (x.ndim - 2)
-    valid = padding_mask(lengths, x.shape[-1]).to(x.dtype).view(*shape, x.shape[-1])
-    count = lengths.to(x.dtype).view(*shape, 1)
-    mean = (x * valid).sum(-1, keepdim=True) / count
-    centred = (x - mean) * valid
-    var = centred.square().sum(-1, keepdim=True) / count
-    return centred * torch.rsqrt(var + eps)
+        mean = work.mean(-1, keepdim=True)
+        return ((work - mean) * torch.rsqrt(work.var(-1, unbiased=False, keepdim=True) + eps)).to(x.dtype)
+    out = torch.zeros_like(work)
+    for row, length in enumerate(lengths.tolist()):
+        item = work[row, ..., :length]
+        mean = item.mean(-1, keepdim=True)
+        out[row, ..., :length] = (item - mean) * torch.rsqrt(item.var(-1, unbiased=False, keepdim=True) + eps)
+    return out.to(x.dtype)
 
 
 class ValidFrameGroupNorm(nn.Module):
@@ -51,8 +51,11 @@ class ValidFrameGroupNorm(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:  # x: [B, C, T]
         if lengths is None:
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
-        x = standardize_over_valid(x, lengths, self.eps)
-        return x * self.weight[None, :, None] + self.bias[None, :, None]
+        out = torch.zeros_like(x)
+        for row, length in enumerate(lengths.tolist()):  # each item over its own valid frames
+            out[row, :, :length] = F.group_norm(x[row:row + 1, :, :length], x.shape[1], self.weight, self.bias,
+                                                self.eps)[0]
+        return out
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -71,10 +74,25 @@ class ConvBlock(nn.Module):
         self.activation = activation(act)
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        x = self.conv(x)
+        x = self._conv(x)
         if self.norm is not None:
             x = self.norm(x, lengths)
         return self.activation(x)
+
+
+    def _conv(self, x: Tensor) -> Tensor:
+        """The convolution; on the one-channel waveform as frames times kernel (a matrix product):
+        oneDNN's convolution runs a 1-channel input about 3.5x slower (104 ms against 28 ms for
+        10 s of audio into 512 channels, 1 thread, measured), and this layer is W2V2's costliest."""
+        conv = self.conv
+        if conv.in_channels != 1:
+            return conv(x)
+        frames = x[:, 0].unfold(-1, conv.kernel_size[0], conv.stride[0]).contiguous()  # [B, T, kernel]
+        weight = conv.weight[:, 0].expand(x.shape[0], -1, -1)
+        # bmm of [B, channels, kernel] by the frames' transpose writes [B, channels, T] directly; matmul
+        # would compute [B, T, channels] and copy it across (measured 0.8 ms against 4 ms)
+        y = torch.bmm(weight, frames.transpose(1, 2))
+        return y if conv.bias is None else y + conv.bias[:, None]
 
 
 class ConvFeatureEncoder(nn.Module):
