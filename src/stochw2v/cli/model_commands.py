@@ -11,6 +11,7 @@ from ..evaluate.profile import format_profile, format_table, measure_profile, pr
 from ..evaluate.timing import thread_note
 from ..files import read_json
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
+from ..model.onnx import export_onnx
 from ..sources import load
 from .common import (
     add_device,
@@ -83,6 +84,15 @@ def _check_not_inside(source: Path, out: Path) -> None:
         raise Stochw2vError(f"{out}: is (inside) the model being exported ({source}); choose another --out")
 
 
+def run_export_onnx(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    out = export_onnx(model, args.out, args.compression, args.opset)
+    setting = (model.encoder if isinstance(model, CTCModel) else model).resolve(args.compression)
+    print(f"wrote {out}: {setting}, inputs waveforms [batch, samples] float32 and lengths [batch] int64, "
+          f"dynamic batch and length")
+    return 0
+
+
 def run_import_fairseq(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, args.dict)
     out = model.save(args.out)
@@ -92,6 +102,13 @@ def run_import_fairseq(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
+    p = commands.add_parser("export-onnx", help="write one setting as an ONNX graph (dynamic batch and length)")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, help="the .onnx file")
+    p.add_argument("--compression", type=one_setting, default=None, help="the setting (default: the model's)")
+    p.add_argument("--opset", type=positive_int, default=18)
+    p.set_defaults(run=run_export_onnx)
+
     p = commands.add_parser("import-fairseq", help="convert a fairseq wav2vec 2.0 / SEW checkpoint (no fairseq "
                                                    "needed, no pickled code run) to our model folder")
     p.add_argument("checkpoint", help="fairseq .pt file")

@@ -31,7 +31,7 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
     out_of_place, in_place = _OUT_OF_PLACE[name], _IN_PLACE[name]
 
     def apply(x: Tensor) -> Tensor:
-        if x.requires_grad or x._is_view():
+        if x.requires_grad or x._is_view() or torch.compiler.is_compiling():
             return out_of_place(x)
         return in_place(x)
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .activations import activation
 from .config import EncoderConfig
+from .pooling import exporting, padding_mask
 
 
 def conv_output_lengths(lengths: Tensor, layers: tuple[tuple[int, int, int], ...]) -> Tensor:
@@ -27,12 +28,24 @@ def standardize_over_valid(x: Tensor, lengths: Tensor | None, eps: float) -> Ten
     if lengths is None:
         mean = work.mean(-1, keepdim=True)
         return ((work - mean) * torch.rsqrt(work.var(-1, unbiased=False, keepdim=True) + eps)).to(x.dtype)
+    if exporting():
+        return _masked_standardize(work, lengths, eps).to(x.dtype)
     out = torch.zeros_like(work)
     for row, length in enumerate(lengths.tolist()):
         item = work[row, ..., :length]
         mean = item.mean(-1, keepdim=True)
         out[row, ..., :length] = (item - mean) * torch.rsqrt(item.var(-1, unbiased=False, keepdim=True) + eps)
     return out.to(x.dtype)
+
+
+def _masked_standardize(x: Tensor, lengths: Tensor, eps: float) -> Tensor:
+    """`standardize_over_valid` without a per-item loop (for export): masked sums over the padding."""
+    shape = (x.shape[0],) + (1,) * (x.ndim - 2)
+    valid = padding_mask(lengths, x.shape[-1]).to(x.dtype).view(*shape, x.shape[-1])
+    count = lengths.to(x.dtype).view(*shape, 1)
+    mean = (x * valid).sum(-1, keepdim=True) / count
+    centred = (x - mean) * valid
+    return centred * torch.rsqrt(centred.square().sum(-1, keepdim=True) / count + eps)
 
 
 class ValidFrameGroupNorm(nn.Module):
@@ -51,6 +64,9 @@ class ValidFrameGroupNorm(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None) -> Tensor:  # x: [B, C, T]
         if lengths is None:
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        if exporting():
+            x = _masked_standardize(x, lengths, self.eps)
+            return x * self.weight[None, :, None] + self.bias[None, :, None]
         out = torch.zeros_like(x)
         for row, length in enumerate(lengths.tolist()):  # each item over its own valid frames
             out[row, :, :length] = F.group_norm(x[row:row + 1, :, :length], x.shape[1], self.weight, self.bias,

@@ -14,6 +14,12 @@ import torch
 from torch import Tensor
 
 
+def exporting() -> bool:
+    """True while torch.export traces the model (ONNX export): data-dependent Python (per-item
+    loops, checks that read tensor values, caches keyed on storage) must step aside then."""
+    return torch.compiler.is_compiling()
+
+
 def padding_mask(lengths: Tensor | None, max_len: int) -> Tensor | None:
     """Bool [B, max_len], True at valid frames; None when nothing is padded."""
     if lengths is None:
@@ -36,18 +42,16 @@ def pool_ceil(x: Tensor, lengths: Tensor | None, factor: int) -> tuple[Tensor, T
     if factor == 1:
         return x, lengths
     batch, time, dim = x.shape
-    out_len = -(-time // factor)
+    out_len = (time + factor - 1) // factor  # ceil; no negative floor division (ONNX truncates it)
     extra = out_len * factor - time
     if lengths is None and extra == 0:
         return x.reshape(batch, out_len, factor, dim).mean(dim=2), None
     valid = torch.ones(batch, time, device=x.device, dtype=x.dtype)
     if lengths is not None:
         valid = padding_mask(lengths, time).to(x.dtype)
-    x = x * valid[..., None]
-    if extra:
-        x = torch.nn.functional.pad(x, (0, 0, 0, extra))
-        valid = torch.nn.functional.pad(valid, (0, extra))
+    x = torch.nn.functional.pad(x * valid[..., None], (0, 0, 0, extra))  # extra may be 0
+    valid = torch.nn.functional.pad(valid, (0, extra))
     sums = x.reshape(batch, out_len, factor, dim).sum(dim=2)
     counts = valid.reshape(batch, out_len, factor).sum(dim=2).clamp_min(1.0)
-    new_lengths = None if lengths is None else -(-lengths // factor)
+    new_lengths = None if lengths is None else (lengths + factor - 1) // factor
     return sums / counts[..., None], new_lengths

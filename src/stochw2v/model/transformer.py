@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from .activations import activation
 from .compression import Compression
 from .config import EncoderConfig
-from .pooling import padding_mask, pool_ceil, pool_floor
+from .pooling import exporting, padding_mask, pool_ceil, pool_floor
 
 
 class SelfAttention(nn.Module):
@@ -112,7 +112,7 @@ class PositionalConv(nn.Module):
     def weight(self) -> Tensor:
         """g * v / ||v|| (torch's fused kernel behind nn.utils.weight_norm); kept between calls when no
         gradient is wanted (10 ms of a base pass, measured) and renewed when g or v change."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or exporting():
             return torch._weight_norm(self.weight_v, self.weight_g, 2)
         key = (self.weight_v._version, self.weight_g._version, self.weight_v.data_ptr(), self.weight_v.dtype)
         if self._cache is None or self._cache[0] != key:
@@ -158,7 +158,9 @@ class Upsampler(nn.Module):
 
     def stacked(self, factor: int) -> tuple[Tensor, Tensor]:
         """Weight [factor * dim, dim] and bias of factor `factor` (SEW's single Linear)."""
-        return torch.cat(list(self.weights[:factor])), torch.cat(list(self.biases[:factor]))
+        # indexed one by one: slicing a ParameterList builds a new one, which torch.export cannot trace
+        return (torch.cat([self.weights[i] for i in range(factor)]),
+                torch.cat([self.biases[i] for i in range(factor)]))
 
     def _stacked(self, factor: int) -> tuple[Tensor, Tensor]:
         """`stacked`, kept between calls when no gradient is wanted (inference concatenated the
@@ -166,9 +168,9 @@ class Upsampler(nn.Module):
         renewed whenever a block changes (tensor versions count in-place updates)."""
         if factor == 1:
             return self.weights[0], self.biases[0]
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or exporting():
             return self.stacked(factor)
-        blocks = list(self.weights[:factor]) + list(self.biases[:factor])
+        blocks = [self.weights[i] for i in range(factor)] + [self.biases[i] for i in range(factor)]
         key = (factor, tuple(b._version for b in blocks), tuple(b.data_ptr() for b in blocks), blocks[0].dtype)
         cached = self._cache.get(factor)
         if cached is None or cached[0] != key:
@@ -236,6 +238,5 @@ class ContextNetwork(nn.Module):
             raise ConfigError(f"compression {compression} needs an upsampler; this model has none")
         if lengths is not None:  # zero what lies past each item's last whole window
             x = x.masked_fill(~padding_mask(lengths * factor, x.shape[1])[..., None], 0.0)
-        if x.shape[1] < num_frames:
-            x = F.pad(x, (0, 0, 0, num_frames - x.shape[1]))
-        return x[:, :num_frames]
+        # upsampling gives (frames // factor) * factor frames: the last `frames mod factor` come out zero
+        return F.pad(x, (0, 0, 0, num_frames - x.shape[1]))
