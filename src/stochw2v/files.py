@@ -13,8 +13,9 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import safe_open
@@ -61,40 +62,41 @@ def atomic_write(path: Path, data: bytes | None, writer: Callable[[str], Any] | 
     if path.is_dir():
         raise Stochw2vError(f"{path}: is a folder; cannot write a file there")
     ensure_writable_folder(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
+    with _replacing(path) as tmp:
+        with open(tmp, "wb") as handle:
             if data is not None:
                 handle.write(data)
         if writer is not None:
             writer(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
 def atomic_copy(source: Path, target: Path) -> Path:
     """Replace `target` by a copy of `source` atomically (a hard link when the filesystem allows)."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
+    with _replacing(target) as tmp:
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
             os.chmod(tmp, 0o666 & ~current_umask())
+    return target
+
+
+@contextmanager
+def _replacing(target: Path) -> Iterator[str]:
+    """A free temp name beside `target`; renamed over it on success, removed on any failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return target
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:

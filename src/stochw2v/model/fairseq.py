@@ -27,9 +27,8 @@ from torch import Tensor
 from ..data.text import BLANK, Vocabulary
 from ..errors import ConfigError, MissingFileError, ModelFileError, UnsafeFileError
 from .config import EncoderConfig
-from .loading import Model, build_model
+from .loading import Model, build_model, rename_state
 from .policy import StochasticPolicy
-from .transformer import split_upsampler_weights
 
 ARCHITECTURES = ("wav2vec2", "wav2vec_ctc", "squeeze_wav2vec2")
 _STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
@@ -265,22 +264,9 @@ def _rename(key: str) -> str | None:
     return None
 
 
-def encoder_state(state: dict[str, Tensor], dim: int, source: str) -> dict[str, Tensor]:
-    out, unknown = {}, []
-    for key, value in state.items():
-        if key.startswith(_PRETRAINING):
-            continue
-        ours = _rename(key)
-        if ours is None:
-            unknown.append(key)
-        else:
-            out[ours] = value.float() if value.is_floating_point() else value
-    if unknown:
-        raise ModelFileError(f"{source}: weights this encoder does not know: {unknown[:8]}"
-                             f"{' ...' if len(unknown) > 8 else ''}")
-    if "context.upsample.weight" in out:
-        out = split_upsampler_weights(out, "context.upsample.", dim)
-    return out
+def encoder_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """The encoder's weights under our names; pre-training heads (quantizer, projections) are dropped."""
+    return rename_state({k: v for k, v in state.items() if not k.startswith(_PRETRAINING)}, _rename, source)
 
 
 def read_dictionary(path: Path) -> Vocabulary:
@@ -310,13 +296,13 @@ def load_fairseq(path: str | Path, dictionary: str | Path | None = None) -> Mode
     has_projection = any(k.endswith("post_extract_proj.weight") for k in state)
     config = config_from_fairseq(checkpoint["cfg"], str(path), has_projection)
     if not any(k.startswith("w2v_encoder.") for k in state):
-        weights = encoder_state(state, config.dim, str(path))
+        weights = encoder_state(state, str(path))
         weights.setdefault("mask_embedding", torch.zeros(config.dim))
         return build_model("encoder", config, weights, str(path))
     dictionary = Path(dictionary) if dictionary else path.parent / "dict.ltr.txt"
     vocabulary = read_dictionary(dictionary)
     inner = {k[len("w2v_encoder.w2v_model."):]: v for k, v in state.items() if k.startswith("w2v_encoder.w2v_model.")}
-    weights = {f"encoder.{k}": v for k, v in encoder_state(inner, config.dim, str(path)).items()}
+    weights = {f"encoder.{k}": v for k, v in encoder_state(inner, str(path)).items()}
     weights.setdefault("encoder.mask_embedding", torch.zeros(config.dim))
     if "w2v_encoder.proj.weight" not in state:
         raise ModelFileError(f"{path}: a wav2vec_ctc checkpoint without its CTC projection (w2v_encoder.proj)")

@@ -23,9 +23,8 @@ from ..files import ensure_writable_folder, load_torch_weights, read_json, read_
 from .config import EncoderConfig
 from .ctc import CTCModel
 from .encoder import Encoder
-from .loading import Model, build_model
+from .loading import Model, build_model, rename_state
 from .policy import StochasticPolicy
-from .transformer import split_upsampler_weights
 
 HF_MODEL_TYPES = ("wav2vec2", "sew")
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -216,21 +215,8 @@ def state_dict_from_hf(state: dict[str, Tensor], model_type: str, source: str) -
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     else:
         state = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
-    out: dict[str, Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        key = _LEGACY_HF_NAMES.get(key, key)
-        ours = rename(key, NAMES[model_type], to_hf=False)
-        if ours is None:
-            unknown.append(key)
-        else:
-            out[ours] = value.float() if value.is_floating_point() else value
-    if unknown:
-        raise ModelFileError(f"{source}: weights this encoder does not know: {unknown[:8]}"
-                             f"{' ...' if len(unknown) > 8 else ''}")
-    if "context.upsample.weight" in out:
-        out = split_upsampler_weights(out, "context.upsample.", out["context.upsample.weight"].shape[1])
-    return out
+    return rename_state(state, lambda key: rename(_LEGACY_HF_NAMES.get(key, key), NAMES[model_type], to_hf=False),
+                        source)
 
 
 def state_dict_to_hf(encoder: Encoder, squeeze: int) -> dict[str, Tensor]:

@@ -7,7 +7,7 @@ config from another tool.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
@@ -50,6 +50,23 @@ def _legacy_upsampler(state: dict[str, Tensor]) -> dict[str, Tensor]:
         if f"{prefix}weight" in state:
             state = split_upsampler_weights(state, prefix, state[f"{prefix}weight"].shape[1])
     return state
+
+
+def rename_state(state: dict[str, Tensor], rename: Callable[[str], str | None], source: str) -> dict[str, Tensor]:
+    """Another tool's encoder weights under our names (float32); a weight `rename` does not know is
+    an error, never silently dropped. A stacked upsampler Linear is split into our blocks."""
+    out: dict[str, Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        ours = rename(key)
+        if ours is None:
+            unknown.append(key)
+        else:
+            out[ours] = value.float() if value.is_floating_point() else value
+    if unknown:
+        raise ModelFileError(f"{source}: weights this encoder does not know: {unknown[:8]}"
+                             f"{' ...' if len(unknown) > 8 else ''}")
+    return _legacy_upsampler(out)
 
 
 def encoder_config_from(data: Any, source: str) -> EncoderConfig:
@@ -101,4 +118,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["Model", "build_model", "count_parameters", "encoder_config_from", "load_state_checked",
-           "read_model_folder", "vocabulary_from"]
+           "read_model_folder", "rename_state", "vocabulary_from"]
