@@ -44,7 +44,7 @@ lint: $(TESTS)
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: $(TESTS)
-	$(PY) benchmarks/encoder_speed.py
+	$(PY) benchmarks/encoder_speed.py --dtypes fp32,bf16 --batches 1,8 --onnx
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

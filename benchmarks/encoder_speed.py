@@ -1,12 +1,13 @@
 """Base-size encoder speed against HF transformers, timed in the same run (ratios, not absolutes).
 
     .venv/bin/python benchmarks/encoder_speed.py [--repeats 5] [--threads 2] [--seconds 10] \
-        [--device cpu|cuda] [--dtypes fp32,bf16] [--batches 1,8]
+        [--device cpu|cuda] [--dtypes fp32,bf16] [--batches 1,8] [--onnx]
 
 1. ours vs HF on the same weights (HF's random base model converted): s=1 against Wav2Vec2Model,
    s=2 and s=4 against SEWModel with that squeeze; batch 1 of `--seconds`, and batch 8 of mixed
    lengths (from half to all of `--seconds`, padded, with lengths / attention mask); each dtype;
    every candidate warmed up fully, then interleaved (evaluate/timing.py); CUDA synchronised;
+   with --onnx, our graph exported at that setting and run by ONNX Runtime with the same threads;
 2. a table of our time and MACs per setting, pooling included.
 Target: ours / HF <= 0.90 at s=1 and s=2.
 """
@@ -35,12 +36,28 @@ def batch_of(size: int, seconds: float, device: torch.device) -> tuple[torch.Ten
     return audio.to(device), lengths.to(device)
 
 
+def onnx_runner(model, setting: str, folder: str):
+    """A function running `model` at `setting` under ONNX Runtime (same threads), or None without it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    from stochw2v.model.onnx import export_onnx
+
+    path = export_onnx(model, f"{folder}/m.onnx", setting)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(str(path), options)
+    return lambda audio, lengths: session.run(None, {"waveforms": audio.numpy(), "lengths": lengths.numpy()})
+
+
 def compare(hf_model, setting: str, args, device: torch.device) -> list[tuple]:
-    """Rows (setting, batch, dtype, ours s, HF s, ratio, max diff) for one HF model."""
+    """Rows (setting, batch, dtype, ours s, HF s, ratio, max diff, ONNX Runtime s) for one HF model."""
     hf_model.eval()
     with tempfile.TemporaryDirectory() as folder:
         hf_model.save_pretrained(folder)
         ours = stochw2v.load(folder)
+        ort = onnx_runner(ours, setting, folder) if args.onnx and device.type == "cpu" else None
     rows = []
     for dtype_name in args.dtypes.split(","):
         dtype = DTYPES[dtype_name]
@@ -56,12 +73,13 @@ def compare(hf_model, setting: str, args, device: torch.device) -> list[tuple]:
                 got = mine.encode(audio, ours_lengths, compression=setting).hidden_states[-1]
                 frames = min(ref.shape[0], got.shape[0])
                 diff = (ref[:frames].float() - got[:frames].float()).abs().max().item()
-                medians = interleaved_medians({
-                    "ours": partial(mine.encode, audio, ours_lengths, compression=setting),
-                    "hf": partial(hf, audio, attention_mask=hf_mask),
-                }, args.repeats)
+                jobs = {"ours": partial(mine.encode, audio, ours_lengths, compression=setting),
+                        "hf": partial(hf, audio, attention_mask=hf_mask)}
+                if ort is not None and dtype == torch.float32:
+                    jobs["onnx"] = partial(ort, audio.cpu().float(), lengths.cpu())
+                medians = interleaved_medians(jobs, args.repeats)
             ratio = medians["ours"] / medians["hf"]
-            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], ratio, diff))
+            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], ratio, diff, medians.get("onnx")))
     return rows
 
 
@@ -73,6 +91,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", default="fp32")
     parser.add_argument("--batches", default="1")
+    parser.add_argument("--onnx", action="store_true", help="also time the model exported to ONNX Runtime (CPU)")
     parser.add_argument("--settings", default="s=1;s=2;s=3;s=4;s=1,kv=2;s=2,kv=2;s=2,q7=2;s=2,q4=2,kv=2;s=4,q7=2")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,17 +100,18 @@ def main() -> None:
     print(f"{thread_note()}, {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
           f"{args.seconds:g} s audio, median of {args.repeats} interleaved runs after a warm-up")
 
-    print("\n| setting | HF model | batch | dtype | ours (s) | HF (s) | ours / HF | max abs diff |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("\n| setting | HF model | batch | dtype | ours (s) | HF (s) | ours / HF | ONNX Runtime (s) | max abs diff |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for name, hf_model, setting in (
         ("Wav2Vec2Model", Wav2Vec2Model(Wav2Vec2Config()), "s=1"),
         ("SEWModel squeeze 2", SEWModel(SEWConfig(squeeze_factor=2)), "s=2"),
         ("SEWModel squeeze 4", SEWModel(SEWConfig(squeeze_factor=4)), "s=4"),
     ):
         for row in compare(hf_model, setting, args, device):
-            s, size, dtype, ours_s, hf_s, ratio, diff = row
-            print(f"| {s} | {name} | {size} | {dtype} | {ours_s:.4f} | {hf_s:.4f} | {ratio:.2f} | {diff:.1e} |",
-                  flush=True)
+            s, size, dtype, ours_s, hf_s, ratio, diff, onnx_s = row
+            onnx_text = "-" if onnx_s is None else f"{onnx_s:.4f}"
+            print(f"| {s} | {name} | {size} | {dtype} | {ours_s:.4f} | {hf_s:.4f} | {ratio:.2f} | {onnx_text} | "
+                  f"{diff:.1e} |", flush=True)
 
     print("\nOur base encoder (W2V2 conv encoder, upsampler up to 8), per setting, fp32 batch 1:")
     model = stochw2v.Encoder(stochw2v.EncoderConfig.base()).to(device)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything the shipped model's card reports, from its training folder (scripts/train_shipped_model.sh):
+# test-split evaluation (greedy, LM beam search, bf16), the LM and its tuned weights, the profile,
+# the calibrated confidence cascade, and the check set the tests compare against.
+#   OUT=runs/shipped bash scripts/evaluate_shipped_model.sh
+set -euo pipefail
+OUT=${OUT:-runs/shipped}
+MODEL=${MODEL:-models/stochw2v-synth-en}
+PY=${PYTHON:-.venv/bin/python}
+THREADS=${THREADS:-2}
+run() { $PY -m stochw2v "$@"; }
+
+run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/greedy" --threads "$THREADS"
+run lm build --text "$OUT/data/train.wrd" --order 4 --out "$MODEL/lm"
+run lm tune "$MODEL" --lm "$MODEL/lm" --manifest "$OUT/data/valid.tsv" --beam 32 --compression s=1 --threads "$THREADS"
+run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/lm" --lm "$MODEL/lm" --repeats 1 \
+    --threads "$THREADS"
+run profile --model "$MODEL" --out "$MODEL/profile.json" --results "$OUT/eval/greedy/results.json" \
+    --threads "$THREADS" --seconds 10 --repeats 5
+run calibrate "$MODEL" --manifest "$OUT/data/valid.tsv" --settings "s=4,q3=2;s=2;s=1" --out "$MODEL/cascade.json" \
+    --threads "$THREADS"
+run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/cascade" --cascade "$MODEL/cascade.json" \
+    --threads "$THREADS"
+run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/bf16" --dtype bfloat16 --threads "$THREADS"
