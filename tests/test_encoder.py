@@ -215,6 +215,7 @@ def test_inference_caches_follow_weight_changes():
     with torch.no_grad():
         model.context.pos_conv.weight_g.mul_(2.0)
         model.context.upsample.weights[1].add_(1.0)
+        model.context.layers[0].attention.k_proj.weight.mul_(1.5)  # q, k, v are fused at inference
     with torch.inference_mode():
         after = model.encode(audio, compression="s=2").hidden_states
     fresh = Encoder(small_config()).eval()
@@ -222,3 +223,5 @@ def test_inference_caches_follow_weight_changes():
     with torch.inference_mode():
         assert (before - after).abs().max() > 0
         assert torch.equal(after, fresh.encode(audio, compression="s=2").hidden_states)
+    with torch.no_grad():  # the fused inference path equals the three separate projections
+        assert torch.allclose(after, model.encode(audio, compression="s=2").hidden_states, atol=1e-5)

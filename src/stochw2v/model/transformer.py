@@ -29,15 +29,28 @@ class SelfAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self._fused: tuple | None = None
 
     def _heads(self, x: Tensor) -> Tensor:
         batch, time, dim = x.shape
-        return x.view(batch, time, self.num_heads, dim // self.num_heads).transpose(1, 2)
+        return x.unflatten(-1, (self.num_heads, dim // self.num_heads)).transpose(1, 2)
+
+    def _projections(self, queries: Tensor, keys_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if queries is not keys_values or torch.is_grad_enabled() or exporting():
+            return self.q_proj(queries), self.k_proj(keys_values), self.v_proj(keys_values)
+        # one matrix product for q, k and v when they read the same sequence (inference): a single
+        # [T, D] x [D, 3D] product runs faster than three [T, D] x [D, D] ones on the CPU
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        key = tuple((p.weight._version, p.weight.data_ptr(), p.bias._version) for p in parts) + (queries.dtype,)
+        if self._fused is None or self._fused[0] != key:
+            with torch.no_grad():
+                weight = torch.cat([p.weight for p in parts])
+                bias = torch.cat([p.bias for p in parts])
+            self._fused = (key, weight, bias)
+        return F.linear(queries, self._fused[1], self._fused[2]).chunk(3, dim=-1)
 
     def forward(self, queries: Tensor, keys_values: Tensor, key_lengths: Tensor | None) -> Tensor:
-        q = self._heads(self.q_proj(queries))
-        k = self._heads(self.k_proj(keys_values))
-        v = self._heads(self.v_proj(keys_values))
+        q, k, v = (self._heads(t) for t in self._projections(queries, keys_values))
         mask = padding_mask(key_lengths, k.shape[2])
         if mask is not None:
             mask = mask[:, None, None, :]
