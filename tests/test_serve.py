@@ -1,4 +1,5 @@
 """Serving: the scheduler's choices under load (fake clock), and the HTTP API on a real uvicorn server."""
+import contextlib
 import io
 import socket
 import threading
@@ -84,13 +85,9 @@ def test_budgets_and_fixed_settings_are_honoured():
 
 
 # ------------------------------------------------------------------ HTTP
-@pytest.fixture(scope="module")
-def server():
-    """A real uvicorn server on 127.0.0.1 with an (untrained) small recogniser."""
-    torch.manual_seed(0)
-    model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    profile = Profile([SettingCost("s=1", {1: 0.01, 8: 0.005}, 0.2), SettingCost("s=2", {1: 0.005, 8: 0.003}, 0.1)])
-    app = create_app(model, profile, ServeSettings(latency_target=2.0, max_body_bytes=400_000, max_audio_seconds=5))
+@contextlib.contextmanager
+def serving(app):
+    """`app` on a real uvicorn server on a free local port, for the length of the block: its URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -99,9 +96,22 @@ def server():
     thread.start()
     while not server.started:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real uvicorn server on 127.0.0.1 with an (untrained) small recogniser."""
+    torch.manual_seed(0)
+    model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
+    profile = Profile([SettingCost("s=1", {1: 0.01, 8: 0.005}, 0.2), SettingCost("s=2", {1: 0.005, 8: 0.003}, 0.1)])
+    app = create_app(model, profile, ServeSettings(latency_target=2.0, max_body_bytes=400_000, max_audio_seconds=5))
+    with serving(app) as url:
+        yield url, app
 
 
 def wav(samples, rate=16000, subtype="PCM_16", fmt="WAV") -> bytes:
@@ -181,18 +191,7 @@ def test_the_shipped_model_served_transcribes_a_synthetic_utterance(tmp_path):
     model = stochw2v.load(SHIPPED)
     profile = Profile([SettingCost(s, {1: 0.01}, 0.1) for s in ("s=1", "s=2")])
     app = create_app(model, profile, ServeSettings(latency_target=5.0))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        answer = httpx.post(f"http://127.0.0.1:{port}/transcribe?setting=s=1",
-                            content=(tmp_path / "s.wav").read_bytes(), timeout=30).json()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serving(app) as url:
+        answer = httpx.post(f"{url}/transcribe?setting=s=1", content=(tmp_path / "s.wav").read_bytes(),
+                            timeout=30).json()
     assert answer["text"] == "THE CAT SAT ON THE MAT"
