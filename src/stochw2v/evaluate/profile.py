@@ -45,12 +45,17 @@ def profile(model: Encoder, settings: list[Compression], seconds: float = 10.0, 
 
 
 def format_table(rows: list[ProfileRow], seconds: float) -> str:
+    """Markdown table; the last column is the speed-up measured against the first setting divided by
+    the speed-up its MACs predict (1.0: time falls exactly as compute does)."""
     header = ("| setting | conv GMACs | transformer GMACs | rest GMACs | total GMACs | time (s) | RTF | "
-              "time vs first |")
-    lines = [header, "|" + "---|" * 8]
+              "time vs first | speed-up / MAC speed-up |")
+    lines = [header, "|" + "---|" * 9]
+    first = rows[0].total_gmacs if rows else 1.0
     for r in rows:
+        efficiency = (1 / r.relative_time) / (first / r.total_gmacs)
         lines.append(f"| {r.setting} | {r.conv_gmacs:.2f} | {r.transformer_gmacs:.2f} | {r.rest_gmacs:.2f} | "
-                     f"{r.total_gmacs:.2f} | {r.seconds:.3f} | {r.seconds / seconds:.3f} | {r.relative_time:.2f} |")
+                     f"{r.total_gmacs:.2f} | {r.seconds:.3f} | {r.seconds / seconds:.3f} | {r.relative_time:.2f} | "
+                     f"{efficiency:.2f} |")
     return "\n".join(lines)
 
 
