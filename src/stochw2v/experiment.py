@@ -26,9 +26,11 @@ import torch
 
 from .data import read_manifest
 from .data.synth import make_corpus
+from .errors import TrainingError
 from .evaluate.report import write_results
 from .evaluate.statistics import paired_difference_interval
 from .evaluate.tradeoff import Evaluation, evaluate_models, markdown_table
+from .files import write_json
 from .model import Compression, CTCModel
 from .sources import load
 from .train.finetune import Finetuner
@@ -45,6 +47,11 @@ class Arm:
     pretrain: tuple[str, ...]  # recipe overrides of the pre-training stage ("" = stochastic recipe as written)
     pretrain_name: str  # arms that share a pre-trained model share this name
     finetune: tuple[str, ...]
+
+    @property
+    def folder(self) -> str:
+        """The arm's name as a folder name a shell takes as it is ("stoch>s2" -> "stoch-to-s2")."""
+        return self.name.replace(">", "-to-")
 
 
 ARMS = (
@@ -64,6 +71,7 @@ class ExperimentPlan:
     out: Path
     hours: float = 2.0
     test_utterances: int = 300
+    valid_utterances: int = 100
     seeds: tuple[int, ...] = (1, 2)
     pretrain_updates: int = 500
     finetune_updates: int = 1500
@@ -86,19 +94,26 @@ def _commit() -> str:
         return "unknown"
 
 
-def _done(run: Path) -> bool:
-    summary = run / "summary.json"
-    return summary.exists() and json.loads(summary.read_text()).get("finished", False)
+def _done(run: Path, updates: int) -> bool:
+    """Whether the stage in `run` finished; one trained for another number of updates is refused,
+    so that a changed plan never silently reuses it."""
+    path = run / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    if summary.get("finished") and summary.get("updates") != updates:
+        raise TrainingError(f"{run}: this stage was trained for {summary.get('updates')} updates, the plan asks for "
+                            f"{updates}; use another --out")
+    return bool(summary.get("finished"))
 
 
 def _mark_done(run: Path, seconds: float) -> None:
+    """Record the stage as finished, with its wall-clock time and the commit that trained it."""
     summary = json.loads((run / "summary.json").read_text())
-    (run / "summary.json").write_text(json.dumps({**summary, "finished": True, "wall_seconds": seconds}, indent=2))
+    write_json(run / "summary.json", {**summary, "finished": True, "wall_seconds": seconds, "commit": _commit()})
 
 
 def _pretrain(plan: ExperimentPlan, arm: Arm, seed: int, data: Path) -> Path:
     run = plan.out / "pretrain" / f"{arm.pretrain_name}-seed{seed}"
-    if _done(run):
+    if _done(run, plan.pretrain_updates):
         return run
     start = time.perf_counter()
     recipe = load_recipe(CONFIGS / "pretrain_tiny.yaml", [*arm.pretrain, f"optim.max_updates={plan.pretrain_updates}",
@@ -112,8 +127,8 @@ def _pretrain(plan: ExperimentPlan, arm: Arm, seed: int, data: Path) -> Path:
 
 
 def _finetune(plan: ExperimentPlan, arm: Arm, seed: int, data: Path, init: Path) -> Path:
-    run = plan.out / "finetune" / f"{arm.name}-seed{seed}"
-    if _done(run):
+    run = plan.out / "finetune" / f"{arm.folder}-seed{seed}"
+    if _done(run, plan.finetune_updates):
         return run / "model"
     start = time.perf_counter()
     recipe = load_recipe(CONFIGS / "finetune_tiny.yaml", [*arm.finetune, f"optim.max_updates={plan.finetune_updates}",
@@ -161,14 +176,12 @@ def run_experiment(plan: ExperimentPlan) -> Path:
     plan.out.mkdir(parents=True, exist_ok=True)
     data = plan.out / "data"
     if not (data / "corpus.json").exists():
-        make_corpus(data, plan.hours, seed=0, workers=2, test_count=plan.test_utterances, valid_count=100)
+        make_corpus(data, plan.hours, seed=0, workers=2, test_count=plan.test_utterances,
+                    valid_count=plan.valid_utterances)
     models: dict[str, Path] = {}
-    timings: dict[str, float] = {}
     for arm, seed in plan.runs():
-        begun = time.perf_counter()
         pretrained = _pretrain(plan, arm, seed, data)
         models[f"{arm.name} seed{seed}"] = _finetune(plan, arm, seed, data, pretrained)
-        timings[f"{arm.name} seed{seed}"] = time.perf_counter() - begun
         print(f"[experiment] {arm.name} seed {seed} done ({(time.perf_counter() - start) / 60:.1f} min so far)",
               flush=True)
     evaluation = _evaluate(plan, models, data)
@@ -230,21 +243,48 @@ def smoothness_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
+def stages_table(plan: ExperimentPlan) -> str:
+    """Every training stage with its updates, wall-clock minutes and the commit that trained it."""
+    lines = ["| stage | updates | wall-clock (min) | commit |", "|---|---|---|---|"]
+    total = 0.0
+    for stage in ("pretrain", "finetune"):
+        for run in sorted((plan.out / stage).glob("*-seed*")):
+            summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
+            minutes = summary.get("wall_seconds", 0.0) / 60
+            total += minutes
+            lines.append(f"| {stage} {run.name} | {summary.get('updates', '?')} | {minutes:.1f} | "
+                         f"{summary.get('commit', '?')} |")
+    lines.append(f"| all training | | {total:.1f} | |")
+    return "\n".join(lines)
+
+
+def experiment_command(plan: ExperimentPlan) -> str:
+    arms = "" if set(plan.arms) == {a.name for a in ARMS} else f" --arms {' '.join(plan.arms)}"
+    every = " --all-arms-every-seed" if plan.all_arms_every_seed else ""
+    return (f"stochw2v experiment --out {plan.out} --hours {plan.hours:g} --test-utterances {plan.test_utterances} "
+            f"--seeds {' '.join(map(str, plan.seeds))} --pretrain-updates {plan.pretrain_updates} "
+            f"--finetune-updates {plan.finetune_updates}{arms}{every} --device {plan.device or 'cpu'} "
+            f"--threads {torch.get_num_threads()}")
+
+
 def experiment_report(plan: ExperimentPlan, evaluation: Evaluation, seconds: float) -> str:
     runs = plan.runs()
     seeds = tuple(dict.fromkeys(seed for _, seed in runs))
-    command = (f"stochw2v experiment --out {plan.out} --hours {plan.hours:g} --seeds {' '.join(map(str, plan.seeds))} "
-               f"--pretrain-updates {plan.pretrain_updates} --finetune-updates {plan.finetune_updates}")
     return f"""# Experiment: the paper's claims in miniature
 
-Generated by `{command}` (`make experiment`) at commit `{_commit()}` on {platform.processor() or platform.machine()},
-torch {torch.__version__}, {torch.get_num_threads()} threads; wall-clock time {seconds / 60:.0f} min. Seeds:
-{', '.join(f'{arm.name} {seed}' for arm, seed in runs)}.
+Generated by `{experiment_command(plan)}` (`make experiment`) at commit `{_commit()}` on
+{platform.processor() or platform.machine()}, torch {torch.__version__}; this invocation took {seconds / 60:.0f} min
+(stages finished by an earlier, interrupted invocation are reused, not retrained: their times are below).
+Runs (arm, seed): {', '.join(f'{arm.name} {seed}' for arm, seed in runs)}.
 
 Corpus: `stochw2v synth --hours {plan.hours:g} --seed 0` (espeak-ng); the test split has {plan.test_utterances}
 utterances whose sentences never occur in training and half of whose voices are held out. Every arm: the tiny
 architecture (configs/pretrain_tiny.yaml, configs/finetune_tiny.yaml), {plan.pretrain_updates} pre-training and
 {plan.finetune_updates} fine-tuning updates, greedy decoding. Timing protocol: {evaluation.protocol}.
+
+## Training stages
+
+{stages_table(plan)}
 
 ## Results
 
@@ -264,4 +304,5 @@ Positive numbers mean the first-named model makes more errors.
 """
 
 
-__all__ = ["ARMS", "EVAL_SETTINGS", "ExperimentPlan", "experiment_report", "run_experiment"]
+__all__ = ["ARMS", "EVAL_SETTINGS", "ExperimentPlan", "experiment_command", "experiment_report", "run_experiment",
+           "stages_table"]

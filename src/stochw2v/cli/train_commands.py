@@ -77,8 +77,9 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_experiment_command(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, tuple(args.seeds), args.pretrain_updates,
-                          args.finetune_updates, tuple(args.arms), args.all_arms_every_seed, str(device))
+    plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, args.valid_utterances, tuple(args.seeds),
+                          args.pretrain_updates, args.finetune_updates, tuple(args.arms), args.all_arms_every_seed,
+                          str(device))
     report = run_experiment(plan)
     print(report.read_text())
     print(f"wrote {report}")
@@ -118,6 +119,7 @@ def add_commands(commands) -> None:
     p.add_argument("--out", default="runs/experiment")
     p.add_argument("--hours", type=positive_float, default=2.0, help="synthetic speech to make")
     p.add_argument("--test-utterances", type=positive_int, default=300)
+    p.add_argument("--valid-utterances", type=positive_int, default=100)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--pretrain-updates", type=positive_int, default=500)
     p.add_argument("--finetune-updates", type=positive_int, default=1500)
