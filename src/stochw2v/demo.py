@@ -26,7 +26,7 @@ from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CONFIGS = REPOSITORY / "configs"
-SHIPPED = REPOSITORY / "models" / "stochw2v-small-synth"
+SHIPPED = REPOSITORY / "models" / "stochw2v-synth-en"
 
 
 def _recipe(name: str) -> Path:
