@@ -357,6 +357,9 @@ def test_a_recogniser_exports_as_hf_for_ctc_with_equal_logits(tmp_path, capsys):
     encoder = stochw2v.Encoder(small_config(conv_norm="group", conv_bias=False, dim=48, max_upsample=4))
     ours = CTCModel(encoder, Vocabulary()).eval()
     ours.save(tmp_path / "ours")
+    vocab = json.loads((tmp_path / "ours" / "vocab.json").read_text())  # our folder names its vocabulary too
+    assert tuple(sorted(vocab, key=vocab.get)) == ours.vocabulary.tokens
+    assert isinstance(stochw2v.load(tmp_path / "ours"), CTCModel)  # and still loads as ours, not as HF
     assert main(["export-hf", str(tmp_path / "ours"), "--out", str(tmp_path / "hf"), "--compression", "s=2"]) == 0
     hf = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf").eval()
     assert type(hf).__name__ == "SEWForCTC"
