@@ -124,3 +124,9 @@ def test_policy_a_model_cannot_train_is_refused():
         StochasticPolicy(query=LayerPooling((5,), (2,), 0.1)).check(num_layers=4, max_upsample=8)
     with pytest.raises(ValueError, match="total factor 8 .* covers total factors up to 4"):
         POOLING.check(num_layers=4, max_upsample=4)
+
+
+def test_the_plainest_setting_is_the_smallest_squeeze_or_pattern():
+    assert StochasticPolicy(squeeze=(2, 4), query=LayerPooling((1,), (2,), 0.5)).plainest() == Compression(2)
+    patterns = StochasticPolicy(squeeze=(1,), patterns=("s=4", "s=2,kv=2", "s=2"))
+    assert str(patterns.plainest()) == "s=2"

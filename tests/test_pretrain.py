@@ -250,3 +250,14 @@ def test_a_wall_clock_budget_shortens_the_run_and_its_schedule(corpus, tmp_path,
     expected = 12 * 0.92 / planned[0]["seconds_per_update"]  # 12 s budget, 8% kept back
     assert abs(summary["updates"] - expected) < 8
     assert trainer.recipe.optim.max_updates == summary["updates"]  # the schedule ends with the run
+
+
+def test_plain_updates_run_the_plainest_setting_before_the_draws_start(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path / "run", ["policy={squeeze: [2, 3, 4], plain_updates: 4}",
+                                                  "run.log_every=1"])
+    trainer.train(12)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    settings = [entry["setting"] for entry in logged if entry["split"] == "train"]
+    assert settings[:4] == ["s=2"] * 4  # the smallest squeeze, no pooling
+    assert len(set(settings[4:])) > 1  # then the policy's own draws
+    assert trainer.policy.plainest() == stochw2v.Compression.parse("s=2")

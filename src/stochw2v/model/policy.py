@@ -175,6 +175,13 @@ class StochasticPolicy:
             raise ConfigError(f"policy draws total factor {largest} (squeeze x query pooling) but the model's "
                               f"upsampler covers total factors {covered}; key policy.squeeze / policy.query")
 
+    def plainest(self) -> Compression:
+        """The cheapest-to-learn setting the policy draws: its smallest squeeze without pooling (or,
+        for patterns, the one with the smallest total factor)."""
+        if self.patterns:
+            return min((Compression.parse(p) for p in self.patterns), key=lambda c: (c.total_factor, str(c)))
+        return Compression(min(self.squeeze))
+
     # ------------------------------------------------------------ sampling
     def sample(self, update: int) -> Compression:
         """The setting for `update`: the same on every process for the same seed."""

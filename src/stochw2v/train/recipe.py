@@ -62,6 +62,10 @@ class PolicyRecipe:
     pooling: bool = True  # false: query and key-value pooling off (stochastic squeeze only)
     fixed: str = ""  # one setting for every update, e.g. "s=1" (W2V2) or "s=2" (SEW); overrides the rest
     validate: list = field(default_factory=list)  # settings validated during training (default: the policy's)
+    # the first N updates run the plainest setting (s=1, no pooling) before the draws start: the tiny CPU
+    # models sat on CTC's blank plateau for 1,100+ updates when every setting was drawn from update 1,
+    # and left it at ~350 at s=1 from the same pre-trained model (measured); 0 = draw from the start
+    plain_updates: int = 0
 
     def policy(self, seed: int) -> StochasticPolicy:
         if self.fixed:
@@ -234,6 +238,7 @@ def check_recipe(recipe: Any) -> None:
         _at_least(getattr(optim, key), 1, f"optim.{key}")
     _at_least(optim.warmup_updates, 0, "optim.warmup_updates")
     _at_least(optim.clip_norm, 0, "optim.clip_norm")
+    _at_least(recipe.policy.plain_updates, 0, "policy.plain_updates")
     if optim.lr <= 0:
         raise ConfigError(f"recipe key optim.lr must be > 0, got {optim.lr}")
     if optim.precision not in PRECISIONS:

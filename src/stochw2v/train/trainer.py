@@ -236,7 +236,8 @@ class Trainer:
     def _update(self, batches: Iterator[Batch], clock: dict[str, float]) -> dict | None:
         """One optimizer update (with gradient accumulation); None when it had to be skipped."""
         optim, update = self.recipe.optim, self.position.update
-        setting = self.policy.sample(update)
+        plain = update < self.recipe.policy.plain_updates
+        setting = self.policy.plainest() if plain else self.policy.sample(update)
         # fetch first: starting a DataLoader draws from the global RNG, which is seeded next
         micro_batches = [next(batches).to(self.info.device) for _ in range(optim.update_freq)]
         generator = seed_update(self.seed, update, self.info.rank)
