@@ -36,7 +36,7 @@ def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stag
     assert {"s=1", "s=2", "s=4", "s=2,kv=2", "s=4,q3=2"} <= stochastic
     assert all(r["cer_low"] <= r["cer"] <= r["cer_high"] for r in rows)
 
-    assert "--seeds 1 2 --pretrain-updates 2 --finetune-updates 3 --arms w2v2 stochastic stoch>s2" in report
+    assert "--seeds 1 2 --pretrain-updates 2 --finetune-updates 3 --arms w2v2 stochastic 'stoch>s2'" in report
     assert "| pretrain w2v2-seed1 | 2 |" in report and "| finetune stoch-to-s2-seed1 | 3 |" in report
     assert "| 2: small loss vs fixed | stochastic @ s=1 vs w2v2 @ s=1 | 2 |" in report
     assert "| 3: fine-tuning recovers | stoch>s2 @ s=2 vs stochastic @ s=2 | 1 |" in report

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -77,10 +78,10 @@ class ExperimentPlan:
     hours: float = 2.0
     test_utterances: int = 300
     valid_utterances: int = 100
-    seeds: tuple[int, ...] = (1, 2)
+    seeds: tuple[int, ...] = (1,)
     pretrain_updates: int = 500
     finetune_updates: int = 1500
-    arms: tuple[str, ...] = tuple(a.name for a in ARMS)
+    arms: tuple[str, ...] = CORE
     all_arms_every_seed: bool = False
     device: str | None = None
     repeats: int = 3
@@ -266,9 +267,10 @@ def stages_table(plan: ExperimentPlan) -> str:
 
 
 def experiment_command(plan: ExperimentPlan) -> str:
-    arms = "" if set(plan.arms) == {a.name for a in ARMS} else f" --arms {' '.join(plan.arms)}"
+    arms = "" if set(plan.arms) == set(CORE) else f" --arms {' '.join(shlex.quote(a) for a in plan.arms)}"
     every = " --all-arms-every-seed" if plan.all_arms_every_seed else ""
     return (f"stochw2v experiment --out {plan.out} --hours {plan.hours:g} --test-utterances {plan.test_utterances} "
+            f"--valid-utterances {plan.valid_utterances} "
             f"--seeds {' '.join(map(str, plan.seeds))} --pretrain-updates {plan.pretrain_updates} "
             f"--finetune-updates {plan.finetune_updates}{arms}{every} --device {plan.device or 'cpu'} "
             f"--threads {torch.get_num_threads()}")

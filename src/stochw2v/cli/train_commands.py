@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..demo import run_demo as demo
-from ..experiment import ARMS, ExperimentPlan, run_experiment
+from ..experiment import ARMS, CORE, ExperimentPlan, run_experiment
 from ..train.distributed import shutdown_distributed
 from ..train.finetune import Finetuner
 from ..train.pretrain import Pretrainer
@@ -120,10 +120,12 @@ def add_commands(commands) -> None:
     p.add_argument("--hours", type=positive_float, default=2.0, help="synthetic speech to make")
     p.add_argument("--test-utterances", type=positive_int, default=300)
     p.add_argument("--valid-utterances", type=positive_int, default=100)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1],
+                   help="default: one seed, what 2 h on 2 cores allow; --seeds 1 2 doubles the core arms")
     p.add_argument("--pretrain-updates", type=positive_int, default=500)
     p.add_argument("--finetune-updates", type=positive_int, default=1500)
-    p.add_argument("--arms", nargs="+", default=[a.name for a in ARMS], choices=[a.name for a in ARMS])
+    p.add_argument("--arms", nargs="+", default=list(CORE), choices=[a.name for a in ARMS],
+                   help="default: the core arms %(default)s; the others: sew4, squeeze, stoch>s4")
     p.add_argument("--all-arms-every-seed", action="store_true", help="default: only the core arms get every seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=2)
