@@ -16,6 +16,7 @@ import uvicorn
 import stochw2v
 from helpers import small_config
 from stochw2v.data import Vocabulary
+from stochw2v.data.error_rates import error_rates
 from stochw2v.model.budget import Profile, SettingCost
 from stochw2v.serve import Job, Overloaded, Scheduler, ServeSettings, create_app
 
@@ -194,4 +195,6 @@ def test_the_shipped_model_served_transcribes_a_synthetic_utterance(tmp_path):
     with serving(app) as url:
         answer = httpx.post(f"{url}/transcribe?setting=s=1", content=(tmp_path / "s.wav").read_bytes(),
                             timeout=30).json()
-    assert answer["text"] == "THE CAT SAT ON THE MAT"
+    assert answer["setting"] == "s=1" and answer["audio_seconds"] > 1
+    # the shipped model's test-split CER is ~0.2: a real transcript, not an exact one
+    assert error_rates(["THE CAT SAT ON THE MAT"], [answer["text"]]).cer < 0.3, answer["text"]

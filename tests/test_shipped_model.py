@@ -32,7 +32,7 @@ def test_the_check_set_cers_of_the_model_card_hold(tmp_path):
     card = json.loads((SHIPPED / "card.json").read_text())["check_set"]
     args = shlex.split(card["command"])
     assert args[:2] == ["stochw2v", "synth"]
-    assert main(args[2:] + ["--out", str(tmp_path / "check")]) == 0
+    assert main(args[1:] + ["--out", str(tmp_path / "check")]) == 0
     manifest = read_manifest(tmp_path / "check" / "test.tsv", labels=True)
     settings = [stochw2v.Compression.parse(s) for s in card["cer"]]
     evaluation = evaluate_models({"shipped": stochw2v.load(SHIPPED)}, manifest, settings, repeats=1, progress=False)
