@@ -51,30 +51,36 @@ def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, metric, label in zip(axes, ("wer", "cer"), ("word error rate", "character error rate")):
+    for ax, metric, axis_label in zip(axes, ("wer", "cer"), ("word error rate", "character error rate")):
         points = []
         for name in dict.fromkeys(r.model for r in rows):
             mine = sorted((r for r in rows if r.model == name), key=lambda r: r.relative_time)
-            fixed = [r for r in mine if not r.setting.startswith("auto")]
-            for group, style, label in ((fixed, "o-", name), ([r for r in mine if r not in fixed], "*",
-                                                                f"{name} confidence cascade")):
+            cascade = [r for r in mine if r.setting.startswith("auto")]
+            trained = [r for r in mine if r not in cascade and r.trained]
+            untrained = [r for r in mine if r not in cascade and not r.trained]
+            color = None
+            # the curve joins the settings the model was trained on; others are faint crosses, unlabelled
+            for group, style, label in ((trained, "o-", name), (cascade, "*", f"{name} confidence cascade"),
+                                        (untrained, "x", f"{name} (untrained settings)")):
                 if not group:
                     continue
                 values = [getattr(r, metric) for r in group]
                 errors = [[v - getattr(r, f"{metric}_low") for v, r in zip(values, group)],
                           [getattr(r, f"{metric}_high") - v for v, r in zip(values, group)]]
-                ax.errorbar([r.relative_time for r in group], values, yerr=errors, fmt=style, capsize=3, label=label,
-                            markersize=12 if style == "*" else 6)
+                drawn = ax.errorbar([r.relative_time for r in group], values, yerr=errors, fmt=style, capsize=3,
+                                    label=label, markersize=12 if style == "*" else 6, color=color,
+                                    alpha=0.35 if style == "x" else 1.0)
+                color = drawn.lines[0].get_color()
             points += [(r.relative_time, getattr(r, metric), "auto" if r.setting.startswith("auto") else r.setting)
-                       for r in mine]
+                       for r in trained + cascade]
         for point in extra_points or []:
             ax.scatter([point["relative_time"]], [point[metric]], marker="*", s=160, zorder=5, label=point["label"])
             points.append((point["relative_time"], point[metric], point["label"]))
-        front = pareto_front(rows, metric)
+        front = pareto_front([r for r in rows if r.trained or r.setting.startswith("auto")] or rows, metric)
         ax.plot([r.relative_time for r in front], [getattr(r, metric) for r in front], "k--", lw=1,
                 label="Pareto front")
         ax.set_xlabel(f"encoder time relative to {rows[0].model} {rows[0].setting}")
-        ax.set_ylabel(f"{label} (95% CI)")
+        ax.set_ylabel(f"{axis_label} (95% CI)")
         ax.set_title(f"{metric.upper()} against inference time, per setting")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
