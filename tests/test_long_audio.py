@@ -77,7 +77,7 @@ def test_long_files_are_transcribed_in_bounded_memory(tmp_path):
 
 @pytest.mark.slow
 def test_windowed_transcript_equals_transcribing_the_pieces(tmp_path):
-    """A long file made of synthetic utterances: windows vs the pieces one by one, CER within 0.01."""
+    """A long file made of synthetic utterances: windows vs the pieces one by one and vs one pass."""
     espeak = shutil.which("espeak-ng")
     assert espeak, "make setup installs espeak-ng"
     from stochw2v.audio import load_audio
@@ -93,6 +93,13 @@ def test_windowed_transcript_equals_transcribing_the_pieces(tmp_path):
         audio = load_audio(tmp_path / f"{i}.wav")
         pieces += [audio, np.zeros(8000, dtype=np.float32)]
         texts.append(model.transcribe(torch.from_numpy(audio), compression="s=1")[0])
-    sf.write(tmp_path / "long.wav", np.concatenate(pieces), 16000)
+    whole = np.concatenate(pieces)
+    sf.write(tmp_path / "long.wav", whole, 16000)
     long = transcribe_long(model, tmp_path / "long.wav", model.resolve("s=1"), chunk_seconds=15, progress=False)
-    assert error_rates([" ".join(texts)], [long.text]).cer <= 0.01
+    reference = " ".join(sentences).upper()
+    # stitching costs no accuracy: the windows' CER is within 0.01 of the pieces' (a model with CER ~0.2
+    # spells a word differently with other context, so the two transcripts differ by more than that)
+    assert error_rates([reference], [long.text]).cer <= error_rates([reference], [" ".join(texts)]).cer + 0.01
+    # and the windows reproduce one pass over the whole file but for the seams (measured 0.018)
+    one_pass = model.transcribe(torch.from_numpy(whole), compression="s=1")[0]
+    assert error_rates([one_pass], [long.text]).cer <= 0.04
