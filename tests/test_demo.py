@@ -21,5 +21,6 @@ def test_demo_runs_every_stage_and_writes_the_tradeoff(tmp_path, capsys):
     assert [r["setting"] for r in demo_rows] == ["s=1", "s=2", "s=3", "s=4", "s=2,kv=2", "s=1,q3=2", "s=4,q3=2"]
     assert all(r["trained"] for r in results["rows"])  # only settings the models were trained on
     assert (out / "evaluate" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| utterance | reference | demo (just trained) s=1 | demo (just trained) s=4 |" in printed
+    assert "| utterance | reference | demo (just trained) s=1 | demo (just trained) s=4 | shipped s=1 | shipped s=4 |" \
+        in printed  # side by side with the shipped recogniser
     assert (out / "finetune" / "model" / "model.safetensors").exists()

@@ -78,11 +78,12 @@ def _show(models: dict[str, CTCModel], data: Path, out: Path) -> None:
     print(markdown_table(evaluation.rows))
     print(f"\n{evaluation.protocol}\n")
     refs = {manifest.utterance_id(i): manifest.words[i] for i in range(len(manifest))}
-    first = next(iter(models))
-    print(f"| utterance | reference | {first} s=1 | {first} s=4 |\n|---|---|---|---|")
+    columns = [(name, setting) for name in models for setting in ("s=1", "s=4")]
+    print("| utterance | reference | " + " | ".join(f"{name} {setting}" for name, setting in columns) + " |")
+    print("|---" * (2 + len(columns)) + "|")
     for utt in sorted(refs)[:3]:
-        hyps = evaluation.hypotheses[first]
-        print(f"| {utt} | {refs[utt]} | {hyps.get('s=1', {}).get(utt, '')} | {hyps.get('s=4', {}).get(utt, '')} |")
+        hyps = [evaluation.hypotheses[name].get(setting, {}).get(utt, "") for name, setting in columns]
+        print(f"| {utt} | {refs[utt]} | " + " | ".join(hyps) + " |")
     print(f"\nwrote {out / 'evaluate' / 'results.md'} and {out / 'evaluate' / 'tradeoff.png'}")
 
 
