@@ -23,3 +23,22 @@ def padded_batch(lengths, seed=0):
     for i, n in enumerate(lengths):
         audio[i, n:] = 0.0
     return audio
+
+
+def noise_corpus(folder, transcripts, step=2000):
+    """A labelled manifest (test.tsv) of quiet noise files u0.wav, u1.wav, ... of 12000 + step * i samples."""
+    import numpy as np
+    import soundfile as sf
+
+    from stochw2v.data import Manifest
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths, sizes = [], []
+    for i in range(len(transcripts)):
+        audio = (0.1 * rng.standard_normal(12000 + step * i)).astype(np.float32)
+        sf.write(folder / f"u{i}.wav", audio, 16000, subtype="FLOAT")
+        paths.append(f"u{i}.wav")
+        sizes.append(len(audio))
+    Manifest(folder, paths, sizes, list(transcripts)).write(folder / "test.tsv")
+    return folder

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 import stochw2v
-from helpers import small_config
+from helpers import noise_corpus, small_config
 from stochw2v.cli import main
-from stochw2v.data import Manifest, Vocabulary
+from stochw2v.data import Vocabulary
 from stochw2v.evaluate.cascade import Cascade, CascadeConfig, Measurements, calibrate, simulate
 from stochw2v.model import CTCModel
 from stochw2v.model.budget import Profile, SettingCost
@@ -82,17 +81,7 @@ def recogniser(tmp_path):
 
 @pytest.fixture()
 def corpus(tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    paths, sizes = [], []
-    for i in range(3):
-        audio = (0.1 * rng.standard_normal(12000 + 3000 * i)).astype(np.float32)
-        sf.write(folder / f"u{i}.wav", audio, 16000, subtype="FLOAT")
-        paths.append(f"u{i}.wav")
-        sizes.append(len(audio))
-    Manifest(folder, paths, sizes, TRANSCRIPTS).write(folder / "test.tsv")
-    return folder
+    return noise_corpus(tmp_path / "corpus", TRANSCRIPTS, step=3000)
 
 
 def test_the_cascade_reruns_only_unsure_items_and_reuses_the_features(recogniser):

@@ -12,9 +12,9 @@ import soundfile as sf
 import torch
 
 import stochw2v
-from helpers import small_config
+from helpers import noise_corpus, small_config
 from stochw2v.cli import main
-from stochw2v.data import Manifest, Vocabulary
+from stochw2v.data import Vocabulary
 from stochw2v.model import CTCModel
 
 TRANSCRIPTS = ["AB CA", "CAB", "BC A"]
@@ -39,17 +39,7 @@ def marker(tmp_path):
 
 @pytest.fixture()
 def corpus(tmp_path):
-    folder = tmp_path / "corpus"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    paths, sizes = [], []
-    for i in range(3):
-        audio = (0.1 * rng.standard_normal(12000 + 2000 * i)).astype(np.float32)
-        sf.write(folder / f"u{i}.wav", audio, 16000, subtype="FLOAT")
-        paths.append(f"u{i}.wav")
-        sizes.append(len(audio))
-    Manifest(folder, paths, sizes, TRANSCRIPTS).write(folder / "test.tsv")
-    return folder
+    return noise_corpus(tmp_path / "corpus", TRANSCRIPTS)
 
 
 @pytest.fixture()
