@@ -379,3 +379,17 @@ def test_a_recogniser_exports_as_hf_for_ctc_with_equal_logits(tmp_path, capsys):
     assert main(["export-hf", str(tmp_path / "ours"), "--out", str(tmp_path / "ours" / "hf")]) == 2
     assert "is (inside) the model folder" in capsys.readouterr().err
     assert not (tmp_path / "ours" / "hf").exists()
+
+
+def test_fine_tuning_a_recogniser_continues_from_its_head(finetuned, tone_corpus, tmp_path):
+    # fairseq's --finetune-from-model: a recogniser over the same vocabulary keeps its trained head,
+    # so a continued run starts where the first one stopped instead of from a random head
+    _, _, _, out = finetuned
+    recogniser = stochw2v.load(out / "model")
+    recipe = load_recipe(None, RECIPE, FinetuneRecipe)
+    trainer = finetuner(recipe, out / "model", tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run")
+    for key, value in recogniser.state_dict().items():
+        assert torch.equal(trainer.module.state_dict()[key], value), key
+    encoder_only = finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
+                             tmp_path / "fresh")
+    assert not torch.equal(encoder_only.module.head.weight, recogniser.head.weight)

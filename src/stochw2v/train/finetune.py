@@ -70,13 +70,17 @@ class Finetuner(Trainer):
     def __init__(self, recipe: FinetuneRecipe, init: Encoder | CTCModel, train_tsv: Path, valid_tsv: Path,
                  out: Path, init_source: str = "", resume: bool = False, progress: bool = True,
                  device: str | None = None) -> None:
-        """init: the loaded starting model (`stochw2v.load(...)`); its CTC head, if any, is replaced."""
+        """init: the loaded starting model (`stochw2v.load(...)`). A recogniser over the same vocabulary
+        keeps its CTC head, so fine-tuning continues where it stopped (fairseq's
+        --finetune-from-model); any other head is replaced by a fresh one."""
         self.train_tsv, self.valid_tsv = Path(train_tsv), Path(valid_tsv)
         self.vocabulary = Vocabulary()
         encoder = init.encoder if isinstance(init, CTCModel) else init
         if not isinstance(encoder, Encoder):
             raise ConfigError(f"--init must be an encoder or recogniser, got {type(init).__name__}")
         self.init_encoder = with_overrides(copy.deepcopy(encoder), recipe.encoder_overrides)
+        same_tokens = isinstance(init, CTCModel) and init.vocabulary.tokens == self.vocabulary.tokens
+        self.init_head = copy.deepcopy(init.head.state_dict()) if same_tokens else None
         sources = {"train": str(self.train_tsv.resolve()), "valid": str(self.valid_tsv.resolve()),
                    "init": init_source}
         super().__init__(recipe, out, sources, resume, progress, device)
@@ -94,7 +98,10 @@ class Finetuner(Trainer):
         return AudioDataset(manifest, self.vocabulary, crop=None, seed=self.seed, augment=augment)
 
     def build_module(self) -> nn.Module:
-        return CTCModel(self.init_encoder, self.vocabulary, self.recipe.task.final_dropout)
+        model = CTCModel(self.init_encoder, self.vocabulary, self.recipe.task.final_dropout)
+        if self.init_head is not None:
+            model.head.load_state_dict(self.init_head)
+        return model
 
     def extra_state(self) -> dict:
         return {"vocabulary": list(self.vocabulary.tokens)}
