@@ -55,6 +55,22 @@ def test_a_model_picks_by_its_profile_and_refuses_one_for_settings_it_cannot_run
         model.pick(budget=0.1, profile=tmp_path / "bad.json")
 
 
+def test_re_profiling_keeps_the_accuracies_of_an_earlier_profile(tmp_path):
+    # a model's shipped profile was measured on another machine: a new one, on this machine's threads,
+    # takes its WER/CER from the old one so that budgets and the server still rank by accuracy
+    model = CTCModel(stochw2v.Encoder(small_config()), Vocabulary())
+    model.save(tmp_path / "model")
+    old = Profile([SettingCost("s=1", {1: 0.5}, 3.0, wer=0.10, cer=0.04),
+                   SettingCost("s=2", {1: 0.2}, 2.0, wer=0.15, cer=0.06)]).save(tmp_path / "old.json")
+    assert main(["profile", "--model", str(tmp_path / "model"), "--settings", "s=1;s=2", "--seconds", "1",
+                 "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "new.json"),
+                 "--results", str(old)]) == 0
+    new = Profile.load(tmp_path / "new.json")
+    assert [(c.setting, c.wer, c.cer) for c in new.settings] == [("s=1", 0.10, 0.04), ("s=2", 0.15, 0.06)]
+    assert all(c.rtf[1] not in (0.5, 0.2) for c in new.settings)  # the speeds are this machine's own
+    assert new.threads == 1
+
+
 def _measurements():
     # 4 utterances, 2 stages; the cheap stage is wrong (1 error) exactly where it is unsure
     return Measurements(errors=np.array([[0, 0], [1, 0], [0, 0], [1, 0]], dtype=float),

@@ -132,7 +132,8 @@ def add_commands(commands) -> None:
     p.add_argument("--out", help="write a PROFILE.json (RTF per setting at batch 1 and --serving-batch) for "
                                  "budgets, the cascade and `serve`")
     p.add_argument("--serving-batch", type=positive_int, default=8, help="second batch size profiled with --out")
-    p.add_argument("--results", help="an evaluate results.json: WER/CER per setting go into the profile")
+    p.add_argument("--results", help="an evaluate results.json (or an earlier PROFILE.json of the model): WER/CER per "
+                   "setting go into the profile")
     p.add_argument("--results-model", help="which model of --results (default: its only one)")
     p.add_argument("--repeats", type=positive_int, default=3)
     add_threads(p)

@@ -65,7 +65,8 @@ def measure_profile(model: Encoder | CTCModel, settings: list[Compression], batc
                     seconds: float = 10.0, repeats: int = 3, results: dict | None = None,
                     results_model: str | None = None, source: str = "") -> Profile:
     """Real-time factor of every setting at every batch size (the whole recogniser when given one),
-    timed interleaved after a warm-up; WER/CER taken from an `evaluate` results.json when given."""
+    timed interleaved after a warm-up; WER/CER taken from an `evaluate` results.json (or an earlier
+    PROFILE.json) when given."""
     model.eval()
     device = next(model.parameters()).device
     rtf: dict[str, dict[int, float]] = {str(s): {} for s in settings}
@@ -85,9 +86,12 @@ def measure_profile(model: Encoder | CTCModel, settings: list[Compression], batc
 
 
 def _accuracies(results: dict | None, model_name: str | None) -> dict[str, tuple[float, float]]:
-    """setting -> (WER, CER) of one model's rows in an evaluate results.json."""
+    """setting -> (WER, CER) of one model's rows in an evaluate results.json, or of the settings of a
+    PROFILE.json (re-profiling a model on another machine or thread count keeps its accuracies)."""
     if not results:
         return {}
+    if "rows" not in results and isinstance(results.get("settings"), list):
+        return {s["setting"]: (s.get("wer"), s.get("cer")) for s in results["settings"]}
     rows = results.get("rows", [])
     names = sorted({r["model"] for r in rows})
     if model_name is None:
