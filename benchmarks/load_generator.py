@@ -20,6 +20,7 @@ import random
 import resource
 import socket
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
@@ -161,8 +162,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, prof in (("adaptive", profile), ("fixed s=1", fixed)):
         server, url = start_server(model, prof, args.latency_target, args.max_batch)
-        results[name] = [asyncio.run(offer(url, items, rate, args.seconds, args.max_requests, seed=int(rate * 10)))
-                         for rate in rates]
+        results[name] = []
+        for rate in rates:
+            row = asyncio.run(offer(url, items, rate, args.seconds, args.max_requests, seed=int(rate * 10)))
+            results[name].append(row)
+            print(f"{name} at {rate:g}/s: {row['answered']}/{row['sent']} answered, p95 "
+                  f"{row['p95'] if row['p95'] is None else round(row['p95'], 3)} s, {row['settings']}",
+                  file=sys.stderr, flush=True)
         if name == "adaptive" and args.bad_requests:
             results["bad_requests"] = bad_request_flood(url, args.bad_requests, rss_mb)
         server.should_exit = True

@@ -53,6 +53,33 @@ def test_a_draining_queue_returns_to_the_accurate_setting():
     assert chosen[0] == "s=4" and all(not j.late for j in batch.jobs) and len(chosen) == 10
 
 
+def test_batches_slower_than_the_profile_make_the_scheduler_choose_cheaper_settings_sooner():
+    # the profile times the encoder on an idle machine; under load a batch runs slower, and a
+    # scheduler that trusted the profile kept s=1 and missed its target
+    def choice_after(measured_over_predicted: float, waiting: int = 3) -> tuple[str, float]:
+        scheduler = Scheduler(fixed_profile(), latency_target=1.0, max_batch=1, max_queue=100)
+        for _ in range(20):  # earlier batches: each took `measured_over_predicted` times its prediction
+            scheduler.admit(Job(seconds=4.0, arrival=0.0), now=0.0)
+            batch = scheduler.next_batch(now=0.0)
+            scheduler.observe(batch, measured_over_predicted * batch.profile_seconds, now=0.0)
+        for _ in range(waiting):
+            scheduler.admit(Job(seconds=4.0, arrival=0.0), now=0.0)
+        return str(scheduler.next_batch(now=0.0).setting), scheduler.slowdown
+
+    assert choice_after(1.0) == ("s=1", 1.0)  # 0.4 s at s=1, then 2 x 0.1 s at s=4: in time
+    setting, slowdown = choice_after(2.0)
+    assert setting == "s=2" and slowdown == pytest.approx(2.0, rel=1e-3)
+    assert choice_after(2.0, waiting=1)[0] == "s=1"  # a short queue still gets the accurate setting
+    # one stalled batch moves the estimate, but boundedly
+    scheduler = Scheduler(fixed_profile(), latency_target=1.0)
+    scheduler.admit(Job(4.0, 0.0), 0.0)
+    batch = scheduler.next_batch(0.0)
+    scheduler.observe(batch, 1e6, now=0.5)
+    assert scheduler.slowdown == pytest.approx(1.0 + 0.3 * 19.0) and scheduler.busy_until == 0.5
+    scheduler.observe(batch, float("nan"), now=0.5)
+    assert scheduler.slowdown == pytest.approx(1.0 + 0.3 * 19.0)
+
+
 def test_an_overloaded_scheduler_refuses_at_the_door_with_a_retry_after():
     scheduler = Scheduler(fixed_profile(), latency_target=1.0, max_batch=8, max_queue=100)
     admitted = 0

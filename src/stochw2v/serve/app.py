@@ -151,7 +151,7 @@ def create_app(model: CTCModel, profile: Profile, settings: ServeSettings) -> Fa
             status = 413 if "over the limit" in text else 415 if "not a readable audio file" in text else 400
             raise ApiError(status, text) from None
         try:
-            future = engine.submit(audio, fixed, budget)
+            future = engine.submit(audio, fixed, budget, arrival)
         except Overloaded as error:
             raise ApiError(503, str(error), {"Retry-After": str(int(error.retry_after))}) from None
         answer = await asyncio.wrap_future(future)

@@ -42,6 +42,8 @@ class Metrics:
                                 registry=self.registry)
         self.queue = Gauge("stochw2v_queue_length", "requests waiting for a batch", registry=self.registry)
         self.audio = Counter("stochw2v_audio_seconds", "seconds of audio transcribed", registry=self.registry)
+        self.slowdown = Gauge("stochw2v_measured_slowdown", "batch seconds measured over the profile's "
+                              "prediction, smoothed (scales the scheduler's predictions)", registry=self.registry)
         self.batch = Histogram("stochw2v_batch_size", "requests per batch", buckets=(1, 2, 4, 8, 16, 32),
                                registry=self.registry)
 
@@ -55,10 +57,14 @@ class Engine:
         self.thread = threading.Thread(target=self._loop, name="stochw2v-inference", daemon=True)
         self.thread.start()
 
-    def submit(self, audio: np.ndarray, fixed: Compression | None, budget: float | None) -> Future:
-        """Queue one utterance; the future resolves to an `Answer`. Raises Overloaded (503)."""
+    def submit(self, audio: np.ndarray, fixed: Compression | None, budget: float | None,
+               arrival: float | None = None) -> Future:
+        """Queue one utterance that arrived at `arrival` (time.monotonic(); default now: the time
+        spent reading and decoding the request counts against its latency target). The future
+        resolves to an `Answer`. Raises Overloaded (503)."""
         future: Future = Future()
-        job = Job(len(audio) / SAMPLE_RATE, time.monotonic(), fixed, budget, (audio, future))
+        job = Job(len(audio) / SAMPLE_RATE, time.monotonic() if arrival is None else arrival, fixed, budget,
+                  (audio, future))
         with self.condition:
             if not self.accepting:
                 raise Overloaded("the server is shutting down", 5.0)
@@ -96,6 +102,9 @@ class Engine:
             out = self.model(padded, lengths.to(self.device), batch.setting)
             texts = greedy_decode(out.logits, out.lengths, self.model.vocabulary)
         done = time.monotonic()
+        with self.condition:
+            self.scheduler.observe(batch, done - started, done)
+        self.metrics.slowdown.set(self.scheduler.slowdown)
         self.metrics.settings.labels(str(batch.setting)).inc()
         self.metrics.batch.observe(len(batch.jobs))
         for job, text in zip(batch.jobs, texts):

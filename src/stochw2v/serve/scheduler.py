@@ -49,25 +49,40 @@ class Job:
 class Batch:
     jobs: list[Job]
     setting: Compression
-    predicted_seconds: float
+    predicted_seconds: float  # the profile's seconds times the scheduler's measured slow-down
+    profile_seconds: float = 0.0  # what the profile alone says (0: a setting it does not list)
 
 
 class Scheduler:
     def __init__(self, profile: Profile, latency_target: float, max_batch: int = 8, max_queue: int = 64,
-                 overhead: float = 0.0) -> None:
+                 overhead: float = 0.0, smoothing: float = 0.3) -> None:
         if not (math.isfinite(latency_target) and latency_target > 0):
             raise Stochw2vError(f"--latency-target must be a finite number of seconds > 0, got {latency_target}")
         self.profile, self.target = profile, latency_target
         self.max_batch, self.max_queue, self.overhead = max_batch, max_queue, overhead
+        self.smoothing = smoothing  # weight of the newest batch in the measured slow-down
+        self.slowdown = 1.0  # measured batch seconds over the profile's, smoothed
         self.queue: deque[Job] = deque()
         self.busy_until = 0.0  # when the batch now running is predicted to end
 
     # --------------------------------------------------------------- costs
-    def predict(self, jobs: list[Job], cost: SettingCost) -> float:
-        """Predicted seconds to run `jobs` as one batch at `cost`'s setting (padded to the longest)."""
+    def profile_seconds(self, jobs: list[Job], cost: SettingCost) -> float:
+        """The profile's seconds to run `jobs` as one batch at `cost`'s setting (padded to the longest)."""
         if not jobs:
             return 0.0
         return self.overhead + cost.rtf_at(len(jobs)) * max(j.seconds for j in jobs) * len(jobs)
+
+    def predict(self, jobs: list[Job], cost: SettingCost) -> float:
+        """Predicted seconds to run `jobs` as one batch, on this machine as it has been running."""
+        return self.slowdown * self.profile_seconds(jobs, cost)
+
+    def observe(self, batch: Batch, seconds: float, now: float) -> None:
+        """A batch took `seconds`: update the measured slow-down (bounded, so that one stall or one
+        lucky batch cannot swing it far) and mark the server free."""
+        if batch.profile_seconds > 0 and math.isfinite(seconds) and seconds > 0:
+            ratio = min(20.0, max(0.25, seconds / batch.profile_seconds))
+            self.slowdown += self.smoothing * (ratio - self.slowdown)
+        self.busy_until = now
 
     def _backlog(self, jobs: list[Job]) -> float:
         """Predicted seconds to serve `jobs` in batches at the cheapest setting."""
@@ -100,9 +115,13 @@ class Scheduler:
             self.queue.remove(job)
         if first.fixed is not None:
             cost = next((c for c in self.profile.settings if c.setting == str(first.fixed)), None)
-            predicted = self.predict(group, cost) if cost else 0.0
-            return self._finish(Batch(group, first.fixed, predicted), now)
+            return self._finish(self._batch(group, first.fixed, cost), now)
         return self._finish(self._adaptive(group, now), now)
+
+    def _batch(self, jobs: list[Job], setting: Compression, cost: SettingCost | None) -> Batch:
+        if cost is None:
+            return Batch(jobs, setting, 0.0)
+        return Batch(jobs, setting, self.predict(jobs, cost), self.profile_seconds(jobs, cost))
 
     def _adaptive(self, group: list[Job], now: float) -> Batch:
         budgets = [j.budget for j in group if j.budget is not None]
@@ -113,12 +132,12 @@ class Scheduler:
         for cost in candidates:
             end = now + self.predict(group, cost)
             if end <= deadline and end + behind <= waiting_deadline:
-                return Batch(group, Compression.parse(cost.setting), end - now)
+                return self._batch(group, Compression.parse(cost.setting), cost)
         cheapest = self.profile.cheapest(len(group))
         if budgets and not candidates:
             for job in group:
                 job.budget_met = False
-        return Batch(group, Compression.parse(cheapest.setting), self.predict(group, cheapest))
+        return self._batch(group, Compression.parse(cheapest.setting), cheapest)
 
     def _finish(self, batch: Batch, now: float) -> Batch:
         end = now + batch.predicted_seconds
