@@ -1,9 +1,12 @@
 """Load against `stochw2v serve`: an adaptive server against a fixed s=1 one, on loopback, bounded.
 
     .venv/bin/python benchmarks/load_generator.py MODEL --profile PROFILE.json --manifest test.tsv \
-        [--rates 1,2,4,8] [--seconds 20] [--latency-target 1.0] [--out runs/load] [--bad-requests 10000]
+        [--rates 1,2,4,8] [--seconds 20] [--latency-target 1.0] [--out runs/load] [--bad-requests 10000] \
+        [--threads 1 --server-cpus 1 --client-cpus 0]
 
-For each server (adaptive: every setting of the profile; fixed: the profile cut to s=1) and each
+Each server is `stochw2v serve` in a process of its own on 127.0.0.1 (the profile should be measured
+with the server's --threads). For each server (adaptive: every setting of the profile; fixed: the
+profile cut to s=1) and each
 offered rate, requests with Poisson arrivals are sent for `--seconds` (at most `--max-requests`),
 and the answers scored against the manifest's transcripts. Reports p50/p95 latency, throughput,
 the settings chosen, WER, and the highest rate each server sustains with p95 under the target;
@@ -14,41 +17,72 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
+import os
 import random
-import resource
+import signal
 import socket
 import statistics
+import subprocess
 import sys
-import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import httpx
 import soundfile as sf
-import torch
-import uvicorn
 
-import stochw2v
 from stochw2v.audio import load_audio
 from stochw2v.data import read_manifest
 from stochw2v.data.error_rates import error_rates
 from stochw2v.model.budget import Profile
-from stochw2v.serve import ServeSettings, create_app
 
 
-def start_server(model, profile: Profile, target: float, max_batch: int) -> tuple[uvicorn.Server, str]:
-    app = create_app(model, profile, ServeSettings(latency_target=target, max_batch=max_batch, max_queue=256))
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
+        return probe.getsockname()[1]
+
+
+def start_server(model: str, profile: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    """`stochw2v serve` in a process of its own (pinned to --server-cpus), as a user would run it: the
+    load generator's own work then neither shares the server's GIL nor, when pinned, its cores."""
+    port = free_port()
+    command = [sys.executable, "-m", "stochw2v", "serve", model, "--profile", str(profile), "--port", str(port),
+               "--latency-target", str(args.latency_target), "--max-batch", str(args.max_batch),
+               "--max-queue", "256", "--threads", str(args.threads), "--log-level", "error"]
+    if args.server_cpus:
+        command = ["taskset", "-c", args.server_cpus, *command]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with {server.returncode}: {' '.join(command)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return server, url
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit(f"the server did not answer /health within 120 s: {' '.join(command)}")
+
+
+def warm_up(url: str, items: list[tuple[bytes, str]], count: int = 20) -> None:
+    """A few requests one after another, not counted: the first passes at new shapes are slow."""
+    with httpx.Client(timeout=60) as client:
+        for body, _ in items[:count]:
+            client.post(f"{url}/transcribe", content=body, headers={"content-type": "audio/wav"})
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGTERM)  # graceful: accepted requests finish
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def wav_bytes(path: Path) -> bytes:
@@ -104,12 +138,13 @@ def bad_request_flood(url: str, count: int, server_pid_rss) -> dict:
             "health_after": healthy}
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
+def rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` in MB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
 
 
 def plot(results: dict, target: float, path: Path) -> None:
@@ -150,18 +185,22 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=100)
     parser.add_argument("--bad-requests", type=int, default=0)
     parser.add_argument("--out", default="runs/load")
+    parser.add_argument("--server-cpus", help="pin each server to these CPUs (taskset -c), e.g. 1")
+    parser.add_argument("--client-cpus", help="pin the load generator to these CPUs, e.g. 0")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = stochw2v.load(args.model)
+    if args.client_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     profile = Profile.load(args.profile)
     manifest = read_manifest(args.manifest, labels=True)
     items = [(wav_bytes(manifest.audio_path(i)), manifest.words[i]) for i in range(min(args.utterances, len(manifest)))]
-    fixed = Profile([c for c in profile.settings if c.setting == "s=1"], profile.device, profile.threads)
     rates = [float(r) for r in args.rates.split(",")]
     results, out = {}, Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, prof in (("adaptive", profile), ("fixed s=1", fixed)):
-        server, url = start_server(model, prof, args.latency_target, args.max_batch)
+    fixed = Profile([c for c in profile.settings if c.setting == "s=1"], profile.device, profile.threads)
+    fixed_path = fixed.save(out / "profile_fixed_s1.json")
+    for name, profile_path in (("adaptive", Path(args.profile)), ("fixed s=1", fixed_path)):
+        server, url = start_server(args.model, profile_path, args)
+        warm_up(url, items)
         results[name] = []
         for rate in rates:
             row = asyncio.run(offer(url, items, rate, args.seconds, args.max_requests, seed=int(rate * 10)))
@@ -170,11 +209,11 @@ def main() -> None:
                   f"{row['p95'] if row['p95'] is None else round(row['p95'], 3)} s, {row['settings']}",
                   file=sys.stderr, flush=True)
         if name == "adaptive" and args.bad_requests:
-            results["bad_requests"] = bad_request_flood(url, args.bad_requests, rss_mb)
-        server.should_exit = True
-        time.sleep(1.0)
+            results["bad_requests"] = bad_request_flood(url, args.bad_requests, partial(rss_mb, server.pid))
+        stop_server(server)
     summary = {name: sustained(rows, args.latency_target) for name, rows in results.items() if name != "bad_requests"}
-    payload = {"latency_target": args.latency_target, "threads": args.threads, "results": results, "sustained": summary}
+    payload = {"latency_target": args.latency_target, "threads": args.threads, "server_cpus": args.server_cpus,
+               "client_cpus": args.client_cpus, "results": results, "sustained": summary}
     (out / "load.json").write_text(json.dumps(payload, indent=1))
     lines = ["| server | offered req/s | answered | refused | throughput | p50 s | p95 s | WER | settings |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -142,6 +142,17 @@ def server():
         yield url, app
 
 
+def test_the_server_runs_every_setting_once_before_its_first_request():
+    model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
+    settings = []
+    model.forward = (lambda forward: lambda audio, lengths=None, compression=None, **kw: settings.append(
+        str(compression)) or forward(audio, lengths, compression, **kw))(model.forward)
+    profile = Profile([SettingCost(s, {1: 0.01}, 0.1) for s in ("s=1", "s=2", "s=2,kv=2")])
+    app = create_app(model, profile, ServeSettings())
+    assert settings == ["s=1", "s=2", "s=2,kv=2"]
+    app.state.engine.drain()
+
+
 def wav(samples, rate=16000, subtype="PCM_16", fmt="WAV") -> bytes:
     buffer = io.BytesIO()
     sf.write(buffer, np.asarray(samples, dtype=np.float32), rate, subtype=subtype, format=fmt)

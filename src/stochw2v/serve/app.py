@@ -106,6 +106,7 @@ def create_app(model: CTCModel, profile: Profile, settings: ServeSettings) -> Fa
     metrics = Metrics()
     engine = Engine(model.eval(), Scheduler(profile, settings.latency_target, settings.max_batch,
                                             settings.max_queue), metrics)
+    engine.warm_up([cost.setting for cost in profile.settings])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

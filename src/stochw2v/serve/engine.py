@@ -57,6 +57,14 @@ class Engine:
         self.thread = threading.Thread(target=self._loop, name="stochw2v-inference", daemon=True)
         self.thread.start()
 
+    def warm_up(self, settings: list[str], seconds: float = 2.0) -> None:
+        """One pass per setting before the first request: a setting's first pass builds its kernels
+        and is several times slower, which would make the first batch at each setting miss its target."""
+        audio = torch.zeros(1, int(seconds * SAMPLE_RATE), device=self.device)
+        with torch.inference_mode():
+            for setting in settings:
+                self.model(audio, None, setting)
+
     def submit(self, audio: np.ndarray, fixed: Compression | None, budget: float | None,
                arrival: float | None = None) -> Future:
         """Queue one utterance that arrived at `arrival` (time.monotonic(); default now: the time
