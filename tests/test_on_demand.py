@@ -69,6 +69,10 @@ def test_re_profiling_keeps_the_accuracies_of_an_earlier_profile(tmp_path):
     assert [(c.setting, c.wer, c.cer) for c in new.settings] == [("s=1", 0.10, 0.04), ("s=2", 0.15, 0.06)]
     assert all(c.rtf[1] not in (0.5, 0.2) for c in new.settings)  # the speeds are this machine's own
     assert new.threads == 1
+    (tmp_path / "list.json").write_text("[1, 2]")
+    listed = tmp_path / "list.json"
+    assert main(["profile", "--model", str(tmp_path / "model"), "--settings", "s=1", "--seconds", "1", "--repeats",
+                 "1", "--threads", "1", "--out", str(tmp_path / "x.json"), "--results", str(listed)]) == 2
 
 
 def _measurements():

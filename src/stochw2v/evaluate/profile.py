@@ -90,8 +90,11 @@ def _accuracies(results: dict | None, model_name: str | None) -> dict[str, tuple
     PROFILE.json (re-profiling a model on another machine or thread count keeps its accuracies)."""
     if not results:
         return {}
-    if "rows" not in results and isinstance(results.get("settings"), list):
-        return {s["setting"]: (s.get("wer"), s.get("cer")) for s in results["settings"]}
+    if not isinstance(results, dict) or not isinstance(results.get("rows", results.get("settings")), list):
+        raise ConfigError("--results must be an evaluate results.json (rows) or a PROFILE.json (settings)")
+    if "rows" not in results:
+        return {s["setting"]: (s.get("wer"), s.get("cer")) for s in results["settings"]
+                if isinstance(s, dict) and "setting" in s}
     rows = results.get("rows", [])
     names = sorted({r["model"] for r in rows})
     if model_name is None:
