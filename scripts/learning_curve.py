@@ -8,8 +8,6 @@ for pre-training, CER for fine-tuning) and plots them side by side, with the tra
 from __future__ import annotations
 
 import argparse
-import json
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -17,20 +15,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from stochw2v.train.run_folder import read_log  # noqa: E402
 
-def read_log(run: Path) -> tuple[str, dict[int, dict[str, float]], list[tuple[int, float]]]:
+
+def metric_curves(run: Path) -> tuple[str, dict[int, dict[str, float]], list[tuple[int, float]]]:
     """(metric, {update: {setting: value}}, [(update, train loss)]) of one run folder."""
-    validations: dict[int, dict[str, float]] = defaultdict(dict)
-    losses = []
-    metric = "accuracy"
-    for line in (run / "log.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        if entry["split"] == "train":
-            losses.append((entry["update"], entry["loss"]))
-        elif entry["split"].startswith("valid/"):
-            metric = "cer" if "cer" in entry else "accuracy"
-            validations[entry["update"]][entry["split"].removeprefix("valid/")] = entry[metric]
-    return metric, dict(validations), losses
+    losses, validations = read_log(run)
+    metric = "cer" if any("cer" in m for row in validations.values() for m in row.values()) else "accuracy"
+    return metric, {u: {s: m[metric] for s, m in row.items() if metric in m} for u, row in validations.items()}, losses
 
 
 def table(run: Path, metric: str, validations: dict[int, dict[str, float]]) -> str:
@@ -49,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     fig, axes = plt.subplots(1, len(args.runs), figsize=(6 * len(args.runs), 4), squeeze=False)
     for ax, run in zip(axes[0], args.runs):
-        metric, validations, losses = read_log(run)
+        metric, validations, losses = metric_curves(run)
         print(table(run, metric, validations), end="\n\n")
         behind = ax.twinx()
         behind.plot(*zip(*losses), color="0.8", linewidth=0.8)

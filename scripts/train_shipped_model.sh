@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shipped recogniser models/stochw2v-synth-en from nothing, on one CPU core (or a GPU):
 # a 20 h synthetic corpus (espeak-ng + flite voices, the sentence list fortunes gives), stochastic
-# pre-training and stochastic CTC fine-tuning in two schedules (the second continues the first's
+# pre-training and stochastic CTC fine-tuning in three schedules (each continues the one before's
 # recogniser, head included), all with augmentation, then the model folder.
 #   OUT=runs/shipped THREADS=1 bash scripts/train_shipped_model.sh
 # A stage whose run folder has a checkpoint resumes from it.
@@ -27,4 +27,8 @@ resume=(); [ -f "$OUT/finetune_more/checkpoints/checkpoint_last.safetensors" ] &
 $PY -m stochw2v finetune --init "$OUT/finetune/model" --config configs/finetune_shipped_more.yaml \
     --train "$OUT/data/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_more" --device "$DEVICE" \
     --threads "$THREADS" "${resume[@]}"
-$PY -m stochw2v export "$OUT/finetune_more/model" --out "$OUT/model"
+resume=(); [ -f "$OUT/finetune_stage4/checkpoints/checkpoint_last.safetensors" ] && resume=(--resume)
+$PY -m stochw2v finetune --init "$OUT/finetune_more/model" --config configs/finetune_shipped_stage4.yaml \
+    --train "$OUT/data/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage4" --device "$DEVICE" \
+    --threads "$THREADS" "${resume[@]}"
+$PY -m stochw2v export "$OUT/finetune_stage4/model" --out "$OUT/model"

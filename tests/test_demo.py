@@ -16,6 +16,7 @@ def test_demo_runs_every_stage_and_writes_the_tradeoff(tmp_path, capsys):
                  "--finetune-updates", "3"]) == 0
     printed = capsys.readouterr().out
     assert f"everything goes under {out.resolve()}" in printed
+    assert "valid CER s=1" in printed and "valid s=1: contrastive accuracy" in printed  # what training did
     results = json.loads((out / "evaluate" / "results.json").read_text())
     demo_rows = [r for r in results["rows"] if r["model"] == "demo (just trained)"]
     assert [r["setting"] for r in demo_rows] == ["s=1", "s=2", "s=3", "s=4", "s=2,kv=2", "s=1,q3=2", "s=4,q3=2"]

@@ -86,6 +86,25 @@ def test_ctc_finetuning_lowers_loss_and_reproduces_transcripts(finetuned, tone_c
 
 
 @pytest.mark.slow
+def test_the_training_log_reads_back_as_losses_and_validations(finetuned, tmp_path):
+    from stochw2v.errors import MissingFileError
+    from stochw2v.train.run_folder import LOG_FILE, read_log
+
+    trainer, _, summary, out = finetuned
+    losses, validations = read_log(out)
+    assert losses and all(isinstance(u, int) and v > 0 for u, v in losses)
+    assert [u for u, _ in losses] == sorted(u for u, _ in losses)
+    last = validations[max(validations)]
+    assert set(last) == {"s=1", "s=2"} and {"loss", "wer", "cer"} <= set(last["s=1"])
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / LOG_FILE).write_text((out / LOG_FILE).read_text() + '{"update": 99, "spl')  # a run killed mid-line
+    assert read_log(torn) == (losses, validations)
+    with pytest.raises(MissingFileError, match="no training log"):
+        read_log(tmp_path / "nothing")
+
+
+@pytest.mark.slow
 def test_run_folder_loads_as_the_recogniser(finetuned):
     _, _, _, out = finetuned
     model = stochw2v.load(out)

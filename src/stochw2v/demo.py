@@ -23,6 +23,7 @@ from .sources import load
 from .train.finetune import Finetuner
 from .train.pretrain import Pretrainer
 from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+from .train.run_folder import read_log
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CONFIGS = REPOSITORY / "configs"
@@ -45,6 +46,16 @@ def _corpus(data: Path, hours: float) -> None:
     print(f"      {summary['audio_seconds'] / 3600:.2f} h at {summary['audio_seconds_per_second']} audio s/s")
 
 
+def _losses_fell(run: Path) -> None:
+    """The run's mean train loss over its first and last tenth of logged updates: did it learn?"""
+    losses, _ = read_log(run)
+    if len(losses) >= 2:
+        tenth = max(1, len(losses) // 10)
+        first, last = losses[:tenth], losses[-tenth:]
+        print(f"      train loss {sum(v for _, v in first) / tenth:.3f} (updates {first[0][0]}-{first[-1][0]}) -> "
+              f"{sum(v for _, v in last) / tenth:.3f} (updates {last[0][0]}-{last[-1][0]})")
+
+
 def _pretrain(out: Path, data: Path, updates: int) -> Path:
     print(f"[2/4] pre-training a tiny stochastic model ({updates} updates, squeeze and pooling drawn per update)")
     recipe = load_recipe(_recipe("pretrain_tiny.yaml"), [f"optim.max_updates={updates}",
@@ -52,6 +63,7 @@ def _pretrain(out: Path, data: Path, updates: int) -> Path:
     trainer = Pretrainer(recipe, data / "train.tsv", data / "valid.tsv", out / "pretrain",
                          resume=(out / "pretrain" / "checkpoints" / "checkpoint_last.safetensors").exists())
     trainer.train()
+    _losses_fell(out / "pretrain")
     for name, result in trainer.validate().items():
         print(f"      valid {name}: contrastive accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f}), "
               f"loss {result['loss']:.3f}")
@@ -70,6 +82,10 @@ def _finetune(out: Path, data: Path, init: Path, updates: int) -> Path:
                         init_source=str(init.resolve()),
                         resume=(out / "finetune" / "checkpoints" / "checkpoint_last.safetensors").exists())
     trainer.train()
+    _losses_fell(out / "finetune")
+    for update, row in sorted(read_log(out / "finetune")[1].items()):
+        print(f"      update {update}: valid CER " + ", ".join(f"{s} {row[s]['cer']:.3f}" for s in ("s=1", "s=4")
+                                                          if "cer" in row.get(s, {})))
     return trainer.export()
 
 
@@ -91,7 +107,7 @@ def _show(models: dict[str, CTCModel], data: Path, out: Path) -> None:
     print(f"\nwrote {out / 'evaluate' / 'results.md'} and {out / 'evaluate' / 'tradeoff.png'}")
 
 
-def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 600, finetune_updates: int = 1800) -> int:
+def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 300, finetune_updates: int = 1400) -> int:
     torch.set_num_threads(2)
     out = Path(out)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import TrainingError
+from ..errors import MissingFileError, TrainingError
 from ..files import atomic_write, ensure_writable_folder, read_json, remove_stale_temp_files, write_json
 from .state import CHECKPOINTS, LAST
 
@@ -79,6 +79,26 @@ def append_log(out: Path, line: dict[str, Any]) -> None:
         log.write(json.dumps(line) + "\n")
 
 
+def read_log(out: Path) -> tuple[list[tuple[int, float]], dict[int, dict[str, dict[str, float]]]]:
+    """A run's log.jsonl as (train losses [(update, loss)], validations {update: {setting: metrics}})."""
+    losses: list[tuple[int, float]] = []
+    validations: dict[int, dict[str, dict[str, float]]] = {}
+    path = Path(out) / LOG_FILE
+    if not path.exists():
+        raise MissingFileError(f"{path}: no training log (is {out} a run folder?)")
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
+        if entry.get("split") == "train":
+            losses.append((entry["update"], entry["loss"]))
+        elif str(entry.get("split", "")).startswith("valid/"):
+            metrics = {k: v for k, v in entry.items() if k not in ("update", "split")}
+            validations.setdefault(entry["update"], {})[entry["split"].removeprefix("valid/")] = metrics
+    return losses, validations
+
+
 def tensorboard_writer(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -88,4 +108,5 @@ def tensorboard_writer(folder: Path):
     return SummaryWriter(str(folder))
 
 
-__all__ = ["LOG_FILE", "RECIPE_FILE", "SOURCES_FILE", "append_log", "prepare_run_folder", "tensorboard_writer"]
+__all__ = ["LOG_FILE", "RECIPE_FILE", "SOURCES_FILE", "append_log", "prepare_run_folder", "read_log",
+           "tensorboard_writer"]
