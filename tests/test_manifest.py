@@ -100,3 +100,31 @@ def test_text_normalisation_and_vocabulary():
     assert Vocabulary.from_json(vocab.to_json()) == vocab
     with pytest.raises(ValueError, match="outside the vocabulary: '4'"):
         vocab.encode("ROOM 4")
+
+
+def test_two_corpora_combine_into_one_training_manifest(tmp_path, capsys):
+    make_librispeech(tmp_path / "a", "dev-tiny")
+    make_librispeech(tmp_path / "b", "dev-other")
+    for name, split in (("a", "dev-tiny"), ("b", "dev-other")):
+        assert main(["manifest", "librispeech", str(tmp_path / name), split, "--out", str(tmp_path / name / "m")]) == 0
+    parts = [tmp_path / "a" / "m" / "dev-tiny.tsv", tmp_path / "b" / "m" / "dev-other.tsv"]
+    assert main(["manifest", "combine", *map(str, parts), "--out", str(tmp_path / "both")]) == 0
+    combined = read_manifest(tmp_path / "both" / "train.tsv", labels=True, check_lengths=True)
+    first, second = (read_manifest(p, labels=True) for p in parts)
+    assert len(combined) == 8 and combined.root == tmp_path.resolve()
+    assert [combined.audio_path(i) for i in range(8)] == \
+        [m.audio_path(i).resolve() for m in (first, second) for i in range(4)]
+    assert combined.words == first.words + second.words and combined.num_samples == first.num_samples * 2
+    assert (tmp_path / "both" / "train.ltr").read_text().splitlines()[0] == "N O R T H A N G E R | A B B E Y |"
+    assert "8 utterances (4 + 4)" in capsys.readouterr().out
+
+    (tmp_path / "b" / "m" / "dev-other.wrd").unlink()  # one part unlabelled
+    (tmp_path / "b" / "m" / "dev-other.ltr").unlink()
+    assert main(["manifest", "combine", *map(str, parts), "--out", str(tmp_path / "mixed")]) == 2
+    assert "dev-other.tsv: has no .wrd beside it" in capsys.readouterr().err
+    assert main(["manifest", "combine", str(parts[0]), "--out", str(tmp_path / "one")]) == 2
+    assert "at least two manifests" in capsys.readouterr().err
+    assert main(["manifest", "combine", str(parts[0]), str(parts[0]), "--out", str(tmp_path / "a" / "m"),
+                 "--name", "dev-tiny"]) == 2
+    assert "is one of the manifests being combined" in capsys.readouterr().err
+    assert not (tmp_path / "mixed" / "train.tsv").exists() and not (tmp_path / "one" / "train.tsv").exists()

@@ -52,3 +52,28 @@ def test_synth_is_deterministic_for_a_seed(corpus):
     assert plan_corpus(sentences, 0.05, seed=3) != plan_corpus(sentences, 0.05, seed=4)
     meta = json.loads((corpus / "corpus.json").read_text())
     assert [u["text"] for u in meta["utterances"]] == [u.text for u in plan_corpus(sentences, 0.05, seed=3)]
+
+
+def test_each_engine_speaks_an_equal_share_and_chosen_voices_stay_out_of_training():
+    from collections import Counter
+
+    from stochw2v.data.synth import SynthError, plan_corpus
+
+    sentences = [f"sentence number {i} is spoken here" for i in range(400)]
+    plan = plan_corpus(sentences, 1.0, seed=1, engines=("espeak", "flite"))
+    train = [u for u in plan if u.split == "train"]
+    share = Counter(u.voice.startswith("flite:") for u in train)[True] / len(train)
+    assert 0.45 < share < 0.55  # over all voices flite's 4 would get 1 in 140
+    held = {u.voice for u in plan if u.split == "test" and u.index % 2 == 0}  # every other test utterance
+    assert len(held) == 5 and sum(v.startswith("flite:") for v in held) == 1
+    assert not held & {u.voice for u in plan if u.split != "test"}
+
+    kept_out = plan_corpus(sentences, 1.0, seed=1, engines=("flite",), held_out_voices=("flite:slt",))
+    assert {u.voice for u in kept_out if u.split != "test"} == {"flite:kal", "flite:kal16", "flite:awb", "flite:rms"}
+    assert "flite:slt" in {u.voice for u in kept_out if u.split == "test"}
+    assert plan_corpus(sentences, 0.05, seed=3) == plan_corpus(sentences, 0.05, seed=3, engines=("espeak",))
+    with pytest.raises(SynthError, match=r"\['flite:nobody'\] are not voices"):
+        plan_corpus(sentences, 0.1, seed=1, engines=("flite",), held_out_voices=("flite:nobody",))
+    with pytest.raises(SynthError, match="every flite voice is held out"):
+        plan_corpus(sentences, 0.1, seed=1, engines=("flite",),
+                    held_out_voices=("flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"))

@@ -1,11 +1,11 @@
-"""`stochw2v synth` and `stochw2v manifest {librispeech,folder}`: data in."""
+"""`stochw2v synth` and `stochw2v manifest {librispeech,folder,combine,check}`: data in."""
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
 
-from ..data import audit_audio, read_manifest
+from ..data import audit_audio, combine_manifests, read_manifest
 from ..data.librispeech import folder_manifest, librispeech_manifest
 from ..data.synth import make_corpus
 from ..errors import ManifestError
@@ -18,7 +18,8 @@ def run_synth(args: argparse.Namespace) -> int:
     ensure_writable_folder(Path(args.out), "corpus folder")
     summary = make_corpus(args.out, args.hours, args.seed, workers, [Path(p) for p in args.text] if args.text else None,
                           engines=tuple(args.engines.split(",")), valid_count=args.valid_utterances,
-                          test_count=args.test_utterances, sentence_file=args.sentences)
+                          test_count=args.test_utterances, sentence_file=args.sentences,
+                          held_out_voices=tuple(args.held_out_voices.split(",")) if args.held_out_voices else None)
     print(f"{args.out}: {summary['audio_seconds'] / 3600:.2f} h of speech in {summary['wall_seconds']} s "
           f"({summary['audio_seconds_per_second']} audio s/s, {workers} processes)")
     for split, info in summary["splits"].items():
@@ -45,6 +46,19 @@ def run_folder(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_combine(args: argparse.Namespace) -> int:
+    out = ensure_writable_folder(Path(args.out), "manifest folder")
+    parts = [read_manifest(tsv, labels=None) for tsv in args.manifests]
+    tsv = out / f"{args.name}.tsv"
+    if any(Path(m).resolve() == tsv.resolve() for m in args.manifests):
+        raise ManifestError(f"{tsv}: is one of the manifests being combined; choose another --name or --out")
+    manifest = combine_manifests(parts)
+    manifest.write(tsv)
+    print(f"{tsv}: {len(manifest)} utterances ({' + '.join(str(len(m)) for m in parts)}), "
+          f"{manifest.total_seconds / 3600:.2f} h{', with .wrd/.ltr' if manifest.has_labels else ''}")
+    return 0
+
+
 def run_check(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest, labels=None)
     problems = audit_audio(manifest, progress=True)
@@ -67,6 +81,8 @@ def add_commands(commands) -> None:
     p.add_argument("--sentences", help="one sentence per line, used as written (instead of --text/fortunes)")
     p.add_argument("--valid-utterances", type=positive_int, help="size of the valid split (default: 5%%)")
     p.add_argument("--test-utterances", type=positive_int, help="size of the test split (default: 5%%)")
+    p.add_argument("--held-out-voices", help="comma-separated voices heard only in the test split, e.g. "
+                   "flite:slt,en-gb+Mike (default: 4 espeak voices and 1 flite voice, drawn by --seed)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")
@@ -81,6 +97,11 @@ def add_commands(commands) -> None:
     q.add_argument("--out", required=True)
     q.add_argument("--name", default="train", help="manifest name (default: %(default)s)")
     q.set_defaults(run=run_folder)
+    q = layouts.add_parser("combine", help="one manifest over several (train on two corpora at once)")
+    q.add_argument("manifests", nargs="+", help="two or more .tsv manifests")
+    q.add_argument("--out", required=True)
+    q.add_argument("--name", default="train", help="manifest name (default: %(default)s)")
+    q.set_defaults(run=run_combine)
     q = layouts.add_parser("check", help="read every header: unreadable files and wrong lengths, all listed")
     q.add_argument("manifest")
     q.set_defaults(run=run_check)

@@ -129,6 +129,26 @@ def _read_labels(tsv: Path, count: int, labels: bool | None) -> list[str] | None
     return words
 
 
+def combine_manifests(parts: list[Manifest]) -> Manifest:
+    """One manifest listing every part's audio, in order, relative to their common folder.
+
+    fairseq trains on several subsets at once (`train_subset=train,train_other`); here one file does
+    it, and the parts stay where they are. Labels are kept when every part has them.
+    """
+    if len(parts) < 2:
+        raise ManifestError("combine needs at least two manifests")
+    labelled = [m.has_labels for m in parts]
+    if any(labelled) and not all(labelled):
+        bare = [str(m.source) for m in parts if not m.has_labels]
+        raise ManifestError(f"{bare[0]}: has no .wrd beside it while the other parts are labelled; combine "
+                            "labelled manifests only, or unlabelled ones only")
+    files = [(m.root / p).resolve() for m in parts for p in m.paths]
+    root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    words = [w for m in parts for w in m.words] if all(labelled) else None  # type: ignore[union-attr]
+    return Manifest(root, [f.relative_to(root).as_posix() for f in files],
+                    [n for m in parts for n in m.num_samples], words)
+
+
 def read_manifest(tsv: str | os.PathLike, labels: bool | None = None, check_files: bool = True,
                   check_lengths: bool = False) -> Manifest:
     """Read and validate a manifest.
