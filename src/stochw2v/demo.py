@@ -77,7 +77,7 @@ def _finetune(out: Path, data: Path, init: Path, updates: int) -> Path:
     # 0.98 at 1,200; measured 2026-12-01)
     recipe = load_recipe(_recipe("finetune_tiny.yaml"), [f"optim.max_updates={updates}",
                                                         f"policy.plain_updates={updates // 2}",
-                                                        f"run.validate_every={updates // 3}"], FinetuneRecipe)
+                                                        f"run.validate_every={-(-updates // 3)}"], FinetuneRecipe)
     trainer = Finetuner(recipe, load(init), data / "train.tsv", data / "valid.tsv", out / "finetune",
                         init_source=str(init.resolve()),
                         resume=(out / "finetune" / "checkpoints" / "checkpoint_last.safetensors").exists())
@@ -107,7 +107,7 @@ def _show(models: dict[str, CTCModel], data: Path, out: Path) -> None:
     print(f"\nwrote {out / 'evaluate' / 'results.md'} and {out / 'evaluate' / 'tradeoff.png'}")
 
 
-def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 300, finetune_updates: int = 1400) -> int:
+def run_demo(out: Path, hours: float = 1.0, pretrain_updates: int = 300, finetune_updates: int = 1300) -> int:
     torch.set_num_threads(2)
     out = Path(out)
     start = time.perf_counter()
