@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stochw2v.data import read_manifest
 from stochw2v.data.error_rates import error_rates
+from stochw2v.data.synth import Utterance
 
 
 def voice_groups(corpus: Path, split: str) -> dict[str, str]:
@@ -26,7 +27,7 @@ def voice_groups(corpus: Path, split: str) -> dict[str, str]:
     for u in meta["utterances"]:
         if u["split"] == split:
             engine = "flite" if u["voice"].startswith("flite:") else "espeak"
-            uid = f"audio/{split}/{split}-{u['index']:06d}"
+            uid = Path(Utterance(**u).relative_path).with_suffix("").as_posix()  # as Manifest.utterance_id
             groups[uid] = f"held-out {u['voice']}" if u["voice"] not in others else f"seen {engine} voices"
     return groups
 

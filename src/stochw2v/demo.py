@@ -46,14 +46,18 @@ def _corpus(data: Path, hours: float) -> None:
     print(f"      {summary['audio_seconds'] / 3600:.2f} h at {summary['audio_seconds_per_second']} audio s/s")
 
 
-def _losses_fell(run: Path) -> None:
-    """The run's mean train loss over its first and last tenth of logged updates: did it learn?"""
-    losses, _ = read_log(run)
+def _what_training_did(run: Path, cer: bool = False) -> None:
+    """Did it learn? The mean train loss over the first and last tenth of logged updates, and with
+    `cer` the valid CER at s=1 and s=4 of every validation (all read once from the run's log)."""
+    losses, validations = read_log(run)
     if len(losses) >= 2:
         tenth = max(1, len(losses) // 10)
         first, last = losses[:tenth], losses[-tenth:]
         print(f"      train loss {sum(v for _, v in first) / tenth:.3f} (updates {first[0][0]}-{first[-1][0]}) -> "
               f"{sum(v for _, v in last) / tenth:.3f} (updates {last[0][0]}-{last[-1][0]})")
+    for update, row in sorted(validations.items()) if cer else ():
+        print(f"      update {update}: valid CER " + ", ".join(f"{s} {row[s]['cer']:.3f}" for s in ("s=1", "s=4")
+                                                          if "cer" in row.get(s, {})))
 
 
 def _pretrain(out: Path, data: Path, updates: int) -> Path:
@@ -63,8 +67,8 @@ def _pretrain(out: Path, data: Path, updates: int) -> Path:
     trainer = Pretrainer(recipe, data / "train.tsv", data / "valid.tsv", out / "pretrain",
                          resume=(out / "pretrain" / "checkpoints" / "checkpoint_last.safetensors").exists())
     trainer.train()
-    _losses_fell(out / "pretrain")
-    for name, result in trainer.validate().items():
+    _what_training_did(out / "pretrain")
+    for name, result in (trainer.last_validation or trainer.validate()).items():  # it validated at its end
         print(f"      valid {name}: contrastive accuracy {result['accuracy']:.3f} (chance {result['chance']:.3f}), "
               f"loss {result['loss']:.3f}")
     return out / "pretrain"
@@ -82,10 +86,7 @@ def _finetune(out: Path, data: Path, init: Path, updates: int) -> Path:
                         init_source=str(init.resolve()),
                         resume=(out / "finetune" / "checkpoints" / "checkpoint_last.safetensors").exists())
     trainer.train()
-    _losses_fell(out / "finetune")
-    for update, row in sorted(read_log(out / "finetune")[1].items()):
-        print(f"      update {update}: valid CER " + ", ".join(f"{s} {row[s]['cer']:.3f}" for s in ("s=1", "s=4")
-                                                          if "cer" in row.get(s, {})))
+    _what_training_did(out / "finetune", cer=True)
     return trainer.export()
 
 

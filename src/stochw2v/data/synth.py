@@ -155,7 +155,7 @@ def _split_voices(engines: tuple[str, ...], rng: random.Random, test_voices: int
         unknown = sorted(set(held_out_voices) - known)
         if unknown:
             raise SynthError(f"--held-out-voices: {unknown} are not voices of {list(engines)} "
-                             f"(e.g. {sorted(known)[:3]}, flite:slt)")
+                             f"(e.g. {', '.join(sorted(known)[:3])})")
     held_out, seen = [], {}
     for engine, voices in pool.items():
         voices = voices[:]
