@@ -1,6 +1,6 @@
-"""WER and CER of an evaluation split by voice group: held-out or seen, espeak or flite (one row per held-out voice).
+"""WER and CER of an evaluation split by voice group: held-out or seen, per engine (one row per held-out voice).
 
-A synthetic test split mixes voices heard in training with voices that were not, and two engines.
+A synthetic test split mixes voices heard in training with voices that were not, and several engines.
 One average hides which part fails; this reads the hypotheses `stochw2v evaluate` saved and the
 voice of each utterance from the corpus that made the split.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stochw2v.data import read_manifest
 from stochw2v.data.error_rates import error_rates
-from stochw2v.data.synth import Utterance
+from stochw2v.data.synth import Utterance, engine_of
 
 
 def voice_groups(corpus: Path, split: str) -> dict[str, str]:
@@ -26,7 +26,7 @@ def voice_groups(corpus: Path, split: str) -> dict[str, str]:
     groups = {}
     for u in meta["utterances"]:
         if u["split"] == split:
-            engine = "flite" if u["voice"].startswith("flite:") else "espeak"
+            engine = engine_of(u["voice"])
             uid = Path(Utterance(**u).relative_path).with_suffix("").as_posix()  # as Manifest.utterance_id
             groups[uid] = f"held-out {u['voice']}" if u["voice"] not in others else f"seen {engine} voices"
     return groups

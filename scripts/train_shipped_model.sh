@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the shipped recogniser models/stochw2v-synth-en from nothing, on one CPU core (or a GPU):
 # a 20 h synthetic corpus (espeak-ng + flite voices, the sentence list fortunes gives), stochastic
-# pre-training and stochastic CTC fine-tuning in three schedules (each continues the one before's
-# recogniser, head included), all with augmentation, then the model folder.
+# pre-training and stochastic CTC fine-tuning in four schedules (each continues the one before's
+# recogniser, head included), all with augmentation, with two supplements (flite, then festival + flite),
+# then the model folder. Needs festival: `make setup` installs it.
 #   OUT=runs/shipped THREADS=1 bash scripts/train_shipped_model.sh
 # A stage whose run folder has a checkpoint resumes from it.
 set -euo pipefail
@@ -41,4 +42,17 @@ resume=(); [ -f "$OUT/finetune_stage4/checkpoints/checkpoint_last.safetensors" ]
 $PY -m stochw2v finetune --init "$OUT/finetune_more/model" --config configs/finetune_shipped_stage4.yaml \
     --train "$OUT/combined/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage4" --device "$DEVICE" \
     --threads "$THREADS" "${resume[@]}"
-$PY -m stochw2v export "$OUT/finetune_stage4/model" --out "$OUT/model"
+# Stage 5 adds a third synthesizer: festival's two diphone voices (and flite's 4 training voices again, drawn
+# anew) speak the train sentences; flite:slt stays held out.
+if [ ! -f "$OUT/festival/corpus.json" ]; then
+    $PY -m stochw2v synth --out "$OUT/festival" --hours "${FESTIVAL_HOURS:-6}" --engines festival,flite --seed 4 \
+        --workers 2 --sentences "$OUT/flite/sentences.txt" --held-out-voices flite:slt --valid-utterances 40 \
+        --test-utterances 40
+fi
+$PY -m stochw2v manifest combine "$OUT/data/train.tsv" "$OUT/flite/train.tsv" "$OUT/festival/train.tsv" \
+    --out "$OUT/combined5" --name train
+resume=(); [ -f "$OUT/finetune_stage5/checkpoints/checkpoint_last.safetensors" ] && resume=(--resume)
+$PY -m stochw2v finetune --init "$OUT/finetune_stage4/model" --config configs/finetune_shipped_stage5.yaml \
+    --train "$OUT/combined5/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage5" --device "$DEVICE" \
+    --threads "$THREADS" "${resume[@]}"
+$PY -m stochw2v export "$OUT/finetune_stage5/model" --out "$OUT/model"

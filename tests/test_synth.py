@@ -77,3 +77,54 @@ def test_each_engine_speaks_an_equal_share_and_chosen_voices_stay_out_of_trainin
     with pytest.raises(SynthError, match="every flite voice is held out"):
         plan_corpus(sentences, 0.1, seed=1, engines=("flite",),
                     held_out_voices=("flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"))
+
+
+def _median_f0(audio, rate=16000):
+    """Crude pitch: autocorrelation peak over voiced 40 ms frames (enough to tell 90 Hz from 200 Hz)."""
+    import numpy as np
+
+    frame, found = int(0.04 * rate), []
+    for start in range(0, len(audio) - frame, frame):
+        x = audio[start:start + frame] - audio[start:start + frame].mean()
+        if np.sqrt((x ** 2).mean()) < 0.02:
+            continue
+        r = np.correlate(x, x, "full")[frame - 1:]
+        lag = rate // 400 + int(np.argmax(r[rate // 400:rate // 60]))
+        if r[lag] > 0.3 * r[0]:
+            found.append(rate / lag)
+    return float(np.median(found))
+
+
+def _festival_and_flite_installed() -> bool:
+    from stochw2v.data.synth import SynthError, engine_binary
+
+    try:
+        engine_binary("festival"), engine_binary("flite")
+    except SynthError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _festival_and_flite_installed(),
+                    reason="festival, its voices or flite could not be installed here (make setup installs them)")
+def test_festival_speaks_its_share_at_the_rate_and_pitch_drawn(tmp_path):
+    from stochw2v.data.synth import Utterance, engine_binary, synthesize
+
+    out = tmp_path / "corpus"
+    assert main(["synth", "--out", str(out), "--hours", "0.03", "--seed", "1", "--engines", "festival,flite",
+                 "--held-out-voices", "flite:slt", "--workers", "1"]) == 0
+    meta = json.loads((out / "corpus.json").read_text())
+    train = [u["voice"] for u in meta["utterances"] if u["split"] == "train"]
+    assert {v for v in train if v.startswith("festival:")} == {"festival:kal_diphone", "festival:ked_diphone"}
+    assert 0.25 < sum(v.startswith("festival:") for v in train) / len(train) < 0.75
+    assert len(read_manifest(out / "train.tsv", labels=True, check_lengths=True)) == len(train)
+
+    binaries = {"festival": engine_binary("festival")}
+    text = "the quick brown fox jumps over the lazy dog near the bank of the river"
+    made = {}
+    for speed, pitch in ((100, 90), (125, 200)):
+        utterance = Utterance("train", pitch, text, text.upper(), "festival:ked_diphone", speed, pitch)
+        synthesize(utterance, tmp_path, binaries)
+        made[pitch], _ = sf.read(str(tmp_path / utterance.relative_path), dtype="float32")
+    assert abs(_median_f0(made[90]) - 90) < 20 and abs(_median_f0(made[200]) - 200) < 35
+    assert 1.1 < len(made[200]) / len(made[90]) < 1.4  # duration stretch 1.25

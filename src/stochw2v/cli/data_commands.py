@@ -71,18 +71,19 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
-    p = commands.add_parser("synth", help="generate a synthetic English speech corpus (espeak-ng, flite)")
+    p = commands.add_parser("synth", help="generate a synthetic English speech corpus (espeak-ng, flite, festival)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--hours", type=positive_float, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
-    p.add_argument("--engines", default="espeak", help="comma-separated: espeak, flite (default: %(default)s)")
+    p.add_argument("--engines", default="espeak",
+                   help="comma-separated: espeak, flite, festival (default: %(default)s)")
     p.add_argument("--text", nargs="+", help="English text files to take sentences from (default: fortunes)")
     p.add_argument("--sentences", help="one sentence per line, used as written (instead of --text/fortunes)")
     p.add_argument("--valid-utterances", type=positive_int, help="size of the valid split (default: 5%%)")
     p.add_argument("--test-utterances", type=positive_int, help="size of the test split (default: 5%%)")
     p.add_argument("--held-out-voices", help="comma-separated voices heard only in the test split, e.g. "
-                   "flite:slt,en-gb+Mike (default: 4 espeak voices and 1 flite voice, drawn by --seed)")
+                   "flite:slt,en-gb+Mike (default: 4 espeak voices and 1 voice of each other engine, drawn by --seed)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")

@@ -1,4 +1,4 @@
-"""A synthetic English speech corpus made with espeak-ng (and flite), for machines with no data and no internet.
+"""A synthetic English speech corpus made with espeak-ng (and flite, festival), for machines with no data or internet.
 
 Sentences come from real English text (by default the quotations of Debian's `fortunes`
 package, which `make setup` installs with espeak-ng). Each utterance draws a voice (accent x
@@ -48,7 +48,12 @@ VARIANTS = (
     "pedro", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor",
 )
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
-ENGINES = ("espeak", "flite")
+# Debian's festvox-kallpc16k and festvox-kdlpc16k: diphone voices, a third way of making speech. Not
+# festvox-us-slt-hts: its speaker is flite's slt, the shipped corpus's held-out flite voice.
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone")
+ENGINES = ("espeak", "flite", "festival")
+_BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+_PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival festvox-kallpc16k festvox-kdlpc16k"}
 SPLITS = ("train", "valid", "test")
 _SPOKEN = re.compile(r"^[A-Za-z' ,.!?;:]+$")
 
@@ -59,9 +64,9 @@ class Utterance:
     index: int
     text: str  # what espeak reads (letters and light punctuation)
     words: str  # the normalised transcript
-    voice: str  # espeak accent+variant, or "flite:NAME"
-    speed: int  # espeak: words per minute; flite: duration stretch in percent
-    pitch: int  # espeak: 0-99; flite: mean F0 in Hz
+    voice: str  # espeak accent+variant, or "flite:NAME" / "festival:NAME"
+    speed: int  # espeak: words per minute; flite, festival: duration stretch in percent
+    pitch: int  # espeak: 0-99; flite, festival: mean F0 in Hz
 
     @property
     def relative_path(self) -> str:
@@ -72,15 +77,30 @@ class SynthError(Stochw2vError):
     """Speech synthesis cannot run (missing engine, no text, a failed utterance)."""
 
 
+def engine_of(voice: str) -> str:
+    """The engine a voice name belongs to: "flite:awb" -> flite; espeak voices carry no prefix."""
+    return voice.split(":", 1)[0] if ":" in voice else "espeak"
+
+
 def engine_binary(engine: str) -> str:
-    name = {"espeak": "espeak-ng", "flite": "flite"}.get(engine)
+    name = _BINARIES.get(engine)
     if name is None:
         raise SynthError(f"unknown synthesis engine {engine!r}; choose from {ENGINES}")
     path = shutil.which(name)
     if path is None:
-        raise SynthError(f"{name} is not installed: run `make setup` (it installs espeak-ng, flite and fortunes) "
-                         f"or `apt-get install {name}`")
+        raise SynthError(f"{name} is not installed: run `make setup` (it installs espeak-ng, flite, festival and "
+                         f"fortunes) or `apt-get install {_PACKAGES[engine]}`")
+    if engine == "festival":
+        missing = [v for v in FESTIVAL_VOICES if not _festival_voice_installed(v)]
+        if missing:
+            raise SynthError(f"festival voices {missing} are not installed: run `make setup` "
+                             f"or `apt-get install {_PACKAGES[engine]}`")
     return path
+
+
+def _festival_voice_installed(voice: str) -> bool:
+    return any((root / "voices" / "english" / voice).is_dir()
+               for root in (Path("/usr/share/festival"), Path("/usr/local/share/festival")))
 
 
 def load_sentences(text_files: list[Path] | None = None, min_words: int = 4, max_words: int = 18) -> list[str]:
@@ -136,19 +156,21 @@ def voice_pool(engines: tuple[str, ...]) -> dict[str, list[str]]:
         pool["espeak"] = [f"{a}+{v}" for a in ACCENTS for v in VARIANTS]
     if "flite" in engines:
         pool["flite"] = [f"flite:{v}" for v in FLITE_VOICES]
+    if "festival" in engines:
+        pool["festival"] = [f"festival:{v}" for v in FESTIVAL_VOICES]
     return pool
 
 
 def _prosody(voice: str, rng: random.Random) -> tuple[int, int]:
-    if voice.startswith("flite:"):
+    if engine_of(voice) in ("flite", "festival"):
         return rng.randint(80, 125), rng.randint(85, 210)  # duration stretch %, mean F0 Hz
     return rng.randint(130, 200), rng.randint(20, 80)  # words per minute, espeak pitch
 
 
 def _split_voices(engines: tuple[str, ...], rng: random.Random, test_voices: int,
                   held_out_voices: tuple[str, ...] | None) -> tuple[list[str], dict[str, list[str]]]:
-    """(held-out voices, seen voices per engine): `test_voices` espeak voices and one flite voice
-    drawn at random, or exactly `held_out_voices` (to keep a voice out of a corpus that supplements another)."""
+    """(held-out voices, seen voices per engine): `test_voices` espeak voices and one voice of each other
+    engine drawn at random, or exactly `held_out_voices` (to keep a voice out of a corpus that supplements another)."""
     pool = voice_pool(engines)
     if held_out_voices is not None:
         known = {v for voices in pool.values() for v in voices}
@@ -218,7 +240,16 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
 
 
 def _command(utterance: Utterance, binaries: dict[str, str], wav: str) -> list[str]:
-    if utterance.voice.startswith("flite:"):
+    engine = engine_of(utterance.voice)
+    if engine == "festival":  # text2wave reads its text from a file; prosody goes in as Scheme
+        text_file = Path(wav).with_suffix(".txt")
+        text_file.write_text(utterance.text + "\n", encoding="utf-8")
+        f0 = f"(list (list 'target_f0_mean {utterance.pitch}) (list 'target_f0_std {max(10, utterance.pitch // 6)}) " \
+             "(list 'model_f0_mean 170) (list 'model_f0_std 34))"
+        return [binaries["festival"], "-eval", f"(voice_{utterance.voice.split(':', 1)[1]})",
+                "-eval", f"(Parameter.set 'Duration_Stretch {utterance.speed / 100:.2f})",
+                "-eval", f"(set! int_lr_params {f0})", str(text_file), "-o", wav]
+    if engine == "flite":
         return [binaries["flite"], "-voice", utterance.voice.split(":", 1)[1],
                 "--setf", f"duration_stretch={utterance.speed / 100:.2f}",
                 "--setf", f"int_f0_target_mean={utterance.pitch}", "-t", utterance.text, "-o", wav]
