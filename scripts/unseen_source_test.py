@@ -24,7 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stochw2v.data.manifest import Manifest
-from stochw2v.data.synth import SynthError, Utterance, _prosody, engine_binary, engine_of, synthesize
+from stochw2v.data.synth import SynthError, Utterance, _prosody, check_voices, engine_binary, engine_of, synthesize
+from stochw2v.errors import Stochw2vError
 from stochw2v.files import atomic_write
 
 
@@ -52,7 +53,7 @@ def _work(args):
     return synthesize(*args)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path, help="a `stochw2v synth` folder whose test sentences are spoken")
     parser.add_argument("--out", type=Path, required=True)
@@ -62,8 +63,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     voices = [v for v in args.voices.split(",") if v]
-    binaries = {engine: engine_binary(engine) for engine in {engine_of(v) for v in voices}}
-    utterances = plan(args.corpus, voices, args.utterances, args.seed)
+    try:
+        if not voices or args.utterances < 1 or args.workers < 1:
+            raise SynthError("--voices needs at least one voice, --utterances and --workers at least 1")
+        check_voices(voices)
+        binaries = {engine: engine_binary(engine) for engine in {engine_of(v) for v in voices}}
+        utterances = plan(args.corpus, voices, args.utterances, args.seed)
+    except Stochw2vError as error:
+        print(f"error: {error}")
+        return 2
     jobs = [(u, args.out, binaries) for u in utterances]
     with get_context("spawn").Pool(args.workers) as pool:
         made = list(tqdm(pool.imap(_work, jobs, chunksize=4), total=len(jobs), desc="synth", unit="utt"))
@@ -73,7 +81,8 @@ def main() -> None:
     atomic_write(args.out / "corpus.json", json.dumps({"source": str(args.corpus), "voices": voices,
                                                        "utterances": [asdict(u) for u, _ in made]}, indent=1).encode())
     print(f"wrote {args.out / 'test.tsv'}: {len(made)} utterances, voices {voices}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -99,8 +99,23 @@ def engine_binary(engine: str) -> str:
 
 
 def _festival_voice_installed(voice: str) -> bool:
-    return any((root / "voices" / "english" / voice).is_dir()
-               for root in (Path("/usr/share/festival"), Path("/usr/local/share/festival")))
+    """Festival keeps each voice in voices/LANGUAGE/NAME (english/kal_diphone, us/cmu_us_slt_arctic_hts)."""
+    return any(folder.is_dir() for root in (Path("/usr/share/festival"), Path("/usr/local/share/festival"))
+               for folder in root.glob(f"voices/*/{voice}"))
+
+
+def check_voices(voices: list[str]) -> None:
+    """Refuse voice names no installed engine has, before any audio is made."""
+    for voice in voices:
+        engine = engine_of(voice)
+        if engine not in ENGINES:
+            raise SynthError(f"voice {voice!r}: unknown engine {engine!r}; choose from {ENGINES}")
+        name = voice.split(":", 1)[1] if ":" in voice else voice
+        if engine == "festival" and not _festival_voice_installed(name):
+            raise SynthError(f"voice {voice!r}: festival has no voice {name!r} installed "
+                             "(e.g. apt-get install festvox-us-slt-hts for festival:cmu_us_slt_arctic_hts)")
+        if engine == "flite" and name not in FLITE_VOICES:
+            raise SynthError(f"voice {voice!r}: flite's voices are {list(FLITE_VOICES)}")
 
 
 def load_sentences(text_files: list[Path] | None = None, min_words: int = 4, max_words: int = 18) -> list[str]:
