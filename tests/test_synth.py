@@ -128,3 +128,13 @@ def test_festival_speaks_its_share_at_the_rate_and_pitch_drawn(tmp_path):
         made[pitch], _ = sf.read(str(tmp_path / utterance.relative_path), dtype="float32")
     assert abs(_median_f0(made[90]) - 90) < 20 and abs(_median_f0(made[200]) - 200) < 35
     assert 1.1 < len(made[200]) / len(made[90]) < 1.4  # duration stretch 1.25
+
+
+def test_voices_no_engine_has_are_refused_before_synthesis():
+    from stochw2v.data.synth import SynthError, check_voices
+
+    check_voices(["en-us+m1", "flite:awb"])
+    for voice, message in (("foo:bar", "unknown engine 'foo'"), ("flite:zz", "flite's voices are"),
+                           ("festival:nobody", "festival has no voice 'nobody' installed")):
+        with pytest.raises(SynthError, match=message):
+            check_voices([voice])
