@@ -11,7 +11,9 @@ THREADS=${THREADS:-2}
 run() { $PY -m stochw2v "$@"; }
 
 run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/greedy" --threads "$THREADS"
-run lm build --text "$OUT/data/train.wrd" --order 4 --out "$MODEL/lm"
+# the LM knows the train sentences' words and a dictionary's (Debian's wamerican, which make setup installs):
+# 7.1% of the test split's words are not in the train sentences, 0.7% in neither
+run lm build --text "$OUT/data/train.wrd" --order 4 --out "$MODEL/lm" --vocabulary "${VOCABULARY:-/usr/share/dict/american-english}"
 run lm tune "$MODEL" --lm "$MODEL/lm" --manifest "$OUT/data/valid.tsv" --beam 32 --compression s=1 --threads "$THREADS"
 run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/lm" --lm "$MODEL/lm" --repeats 1 \
     --threads "$THREADS"

@@ -63,6 +63,48 @@ def test_a_built_lm_corrects_a_spelling_in_beam_search(tmp_path):
     assert BeamDecoder(vocab, 16, tmp_path / "lm", lm_weight=2.0, word_score=0.0)(logits, lengths) == ["CAT"]
 
 
+def test_words_of_a_vocabulary_file_are_known_to_the_lm_and_spelled_by_the_beam_search(tmp_path):
+    text, words = tmp_path / "train.wrd", tmp_path / "words.txt"
+    text.write_text("THE DOG SAT\nA DOG RAN\nTHE DOG\n" * 10)
+    words.write_text("cat\ncat's\nDog\n\u00e9clair\n")  # a dictionary's casing and accents, normalised
+    assert main(["lm", "build", "--text", str(text), "--order", "3", "--out", str(tmp_path / "lm"),
+                 "--vocabulary", str(words)]) == 0
+    meta = json.loads((tmp_path / "lm" / "lm.json").read_text())
+    assert meta["vocabulary"] == str(words) and meta["words_only_in_vocabulary"] == 3  # CAT CAT'S ECLAIR
+    model = kenlm.Model(str(tmp_path / "lm" / "lm.arpa"))
+    assert "CAT" in model and "ECLAIR" in model
+    for context in ([], ["THE"], ["THE", "DOG"]):  # still one distribution per context, now over more words
+        state = kenlm.State()
+        model.BeginSentenceWrite(state)
+        for word in context:
+            after = kenlm.State()
+            model.BaseScore(state, word, after)
+            state = after
+        vocabulary = "THE A DOG SAT RAN CAT CAT'S ECLAIR".split() + [EOS, UNK]
+        assert sum(10 ** model.BaseScore(state, w, kenlm.State()) for w in vocabulary) == pytest.approx(1.0, abs=1e-5)
+
+    vocab = Vocabulary()
+    logits = torch.full((1, 3, len(vocab)), -10.0)
+    for t, c in enumerate("CAT"):
+        logits[0, t, vocab.tokens.index(c)] = 0.0
+    logits[0, 1, vocab.tokens.index("O")] = 0.2  # acoustics lean to COT, a word neither file has
+    lengths = torch.tensor([3])
+    assert greedy_decode(logits, lengths, vocab) == ["COT"]
+    assert BeamDecoder(vocab, 16, tmp_path / "lm", lm_weight=2.0, word_score=0.0)(logits, lengths) == ["CAT"]
+    (tmp_path / "plain").mkdir()
+    assert main(["lm", "build", "--text", str(text), "--order", "3", "--out", str(tmp_path / "plain")]) == 0
+    assert "CAT" not in kenlm.Model(str(tmp_path / "plain" / "lm.arpa"))
+
+
+def test_lm_build_refuses_a_missing_or_empty_vocabulary(tmp_path, capsys):
+    (tmp_path / "train.wrd").write_text("THE CAT\n")
+    (tmp_path / "empty.txt").write_text("  \n")
+    for vocabulary, message in (("nothing.txt", "no such vocabulary file"), ("empty.txt", "holds no words")):
+        assert main(["lm", "build", "--text", str(tmp_path / "train.wrd"), "--out", str(tmp_path / "lm"),
+                     "--vocabulary", str(tmp_path / vocabulary)]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content, words", [
     (b"", "holds no words"),
     (b"\n  \n...\n", "holds no words"),

@@ -17,7 +17,7 @@ from ..evaluate.cascade import Cascade, CascadeConfig, calibrate, measure
 from ..evaluate.decoding import BeamDecoder
 from ..evaluate.lm_tuning import tune_lm
 from ..evaluate.long_audio import ctc_words, transcribe_long
-from ..evaluate.ngram import read_sentences, write_lm
+from ..evaluate.ngram import read_sentences, read_vocabulary, write_lm
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
 from ..model import Compression, CTCModel
@@ -141,8 +141,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_lm_build(args: argparse.Namespace) -> int:
     sentences = [s for path in args.text for s in read_sentences(Path(path))]
-    arpa = write_lm(sentences, args.order, Path(args.out), " ".join(args.text))
-    print(f"{arpa}: {args.order}-gram interpolated modified Kneser-Ney LM of {len(sentences)} sentences")
+    extra = read_vocabulary(Path(args.vocabulary)) if args.vocabulary else set()
+    arpa = write_lm(sentences, args.order, Path(args.out), " ".join(args.text), extra, args.vocabulary)
+    added = len(extra - {w for s in sentences for w in s})
+    print(f"{arpa}: {args.order}-gram interpolated modified Kneser-Ney LM of {len(sentences)} sentences"
+          + (f", {added} more words from {args.vocabulary}" if args.vocabulary else ""))
     return 0
 
 
@@ -177,6 +180,8 @@ def add_lm_commands(commands) -> None:
     q.add_argument("--text", nargs="+", required=True, help="text files, e.g. the training manifest's .wrd")
     q.add_argument("--order", type=positive_int, default=4)
     q.add_argument("--out", required=True, help="folder for lm.arpa and lm.json")
+    q.add_argument("--vocabulary", help="more words the LM should know (a word list, e.g. "
+                   "/usr/share/dict/american-english): listed with the uniform share of unigram probability")
     q.set_defaults(run=run_lm_build)
     q = actions.add_parser("tune", help="grid-search the LM weight and word score on a valid split")
     q.add_argument("model")

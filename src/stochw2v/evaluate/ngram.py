@@ -3,7 +3,9 @@
 Why our own estimator: KenLM's `lmplz` (the usual tool) is not installable from PyPI (the `kenlm`
 package only queries models) and no maintained pure-Python estimator writes ARPA files. This one
 follows Chen & Goodman (1998): three discounts per order from the count-of-counts, continuation
-counts below the highest order, interpolation with the uniform distribution at the bottom. The
+counts below the highest order, interpolation with the uniform distribution at the bottom. That
+uniform floor spans the text's words plus any extra words of a vocabulary file (a dictionary): a
+word the text never had then gets its share instead of <unk>'s, and a beam search may spell it. The
 interpolated model is exact in ARPA's backoff form: a listed n-gram carries its interpolated
 probability and a context's backoff weight is its interpolation weight. kenlm and pyctcdecode
 read the file; tests check that every context's distribution sums to one.
@@ -59,6 +61,22 @@ def read_sentences(path: Path) -> list[list[str]]:
     return sentences
 
 
+def read_vocabulary(path: Path) -> set[str]:
+    """Extra words for the LM to know: whitespace-separated words of a file (a dictionary such as
+    Debian's /usr/share/dict/american-english), normalised as transcripts are."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such vocabulary file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file (give words, one per line)") from None
+    words = {word for token in text.split() for word in normalize_text(token).split()}
+    if not words:
+        raise ConfigError(f"{path}: holds no words")
+    return words
+
+
 def _discounts(counts: Counter) -> tuple[float, float, float]:
     """D1, D2, D3+ from the count-of-counts (Chen & Goodman), with a fallback for tiny corpora."""
     n = Counter(c for c in counts.values() if c <= 4)
@@ -85,11 +103,14 @@ def _adjusted_counts(sentences: list[list[str]], order: int) -> list[Counter]:
     return adjusted
 
 
-def build_ngram(sentences: list[list[str]], order: int = 3) -> NGramModel:
+def build_ngram(sentences: list[list[str]], order: int = 3, extra_words: set[str] = frozenset()) -> NGramModel:
+    """`extra_words`: words to list (with the uniform share of unigram probability) though the text lacks them."""
     if not 2 <= order <= 6:
         raise ConfigError(f"--order must be between 2 and 6 (kenlm reads bigrams and up), got {order}")
     counts = _adjusted_counts(sentences, order)
-    vocabulary = ({gram[0] for gram in counts[0]} | {UNK}) - {BOS}  # what can follow a context
+    seen = {gram[0] for gram in counts[0]}
+    unseen = sorted(set(extra_words) - seen - {BOS, EOS, UNK})
+    vocabulary = (seen | set(unseen) | {UNK}) - {BOS}  # what can follow a context
     probs: list[dict[tuple[str, ...], float]] = [dict() for _ in range(order)]
     backoffs: list[dict[tuple[str, ...], float]] = [dict() for _ in range(order)]
     lower: dict[tuple[str, ...], float] = {}  # interpolated probabilities of the order below (linear)
@@ -104,7 +125,7 @@ def build_ngram(sentences: list[list[str]], order: int = 3) -> NGramModel:
             kinds[gram[:-1]][min(count, 3) - 1] += 1
         gamma = {h: (d1 * n[0] + d2 * n[1] + d3 * n[2]) / totals[h] for h, n in kinds.items()}
         current: dict[tuple[str, ...], float] = {}
-        grams = list(counts[k]) + ([(UNK,)] if k == 0 else [])
+        grams = list(counts[k]) + ([(UNK,)] + [(w,) for w in unseen] if k == 0 else [])
         for gram in grams:
             if gram[-1] == BOS:
                 continue
@@ -129,13 +150,17 @@ def _backed_off(gram: tuple[str, ...], probs: dict, backoffs: list, k: int, voca
     return bow * (probs.get(gram[1:], 1.0 / vocab) if k > 0 else 1.0 / vocab)
 
 
-def write_lm(sentences: list[list[str]], order: int, out: Path, source: str) -> Path:
+def write_lm(sentences: list[list[str]], order: int, out: Path, source: str,
+             extra_words: set[str] = frozenset(), vocabulary_source: str | None = None) -> Path:
     """lm.arpa and lm.json (what it was built from) in folder `out`."""
-    model = build_ngram(sentences, order)
+    model = build_ngram(sentences, order, extra_words)
     folder = ensure_writable_folder(Path(out), "language model folder")
     atomic_write(folder / ARPA_FILE, model.to_arpa().encode())
+    text_words = {w for s in sentences for w in s}
     write_json(folder / META_FILE, {"order": order, "source": source, "sentences": len(sentences),
                                     "words": sum(len(s) for s in sentences),
+                                    "vocabulary": vocabulary_source,
+                                    "words_only_in_vocabulary": len(set(extra_words) - text_words),
                                     "ngrams": [len(p) for p in model.probs]})
     return folder / ARPA_FILE
 
@@ -146,4 +171,5 @@ def tuned_weights(lm: str | Path) -> dict | None:
     return json.loads(path.read_text()) if Path(lm).is_dir() and path.exists() else None
 
 
-__all__ = ["ARPA_FILE", "NGramModel", "build_ngram", "read_sentences", "tuned_weights", "write_lm"]
+__all__ = ["ARPA_FILE", "NGramModel", "build_ngram", "read_sentences", "read_vocabulary", "tuned_weights",
+           "write_lm"]
