@@ -169,8 +169,18 @@ def test_evaluate_writes_table_json_and_plot(finetuned, tone_corpus, tmp_path):
         assert row["encoder_seconds"] > 0 and row["decode_seconds"] > 0 and row["gmacs_per_audio_second"] > 0
     assert [r["trained"] for r in results["rows"]] == [True, True, False] * 2
     assert "interleaved timed passes" in results["protocol"] and "threads" in results["protocol"]
-    table = (tmp_path / "ev" / "results.md").read_text().splitlines()
-    assert len([line for line in table if line.startswith("| ")]) == 1 + 6  # header and one row each
+    text = (tmp_path / "ev" / "results.md").read_text()
+    table, differences = text.split("Paired differences to each model's first setting")
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 1 + 6  # header and one row each
+    paired = [line.split(" | ") for line in differences.splitlines() if line.startswith("| ") and "vs" not in line]
+    assert [(cells[0][2:], cells[1], cells[2]) for cells in paired] == [
+        (m, s, "s=1") for m in models for s in ("s=2", "s=2,kv=2")]
+    by_setting = {(r["model"], r["setting"]): r for r in results["rows"]}
+    for cells in paired:  # the difference is the two rows' difference, inside its own interval
+        model, setting = cells[0][2:], cells[1]
+        diff, low, high = (float(x) for x in cells[3].replace("[", "").replace("]", "").replace(",", "").split()[:3])
+        assert diff == pytest.approx(by_setting[model, setting]["cer"] - by_setting[model, "s=1"]["cer"], abs=6e-4)
+        assert low <= diff + 1e-3 and diff - 1e-3 <= high
     png = (tmp_path / "ev" / "tradeoff.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     import matplotlib.image

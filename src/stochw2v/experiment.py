@@ -30,8 +30,7 @@ from .data import read_manifest
 from .data.synth import make_corpus
 from .errors import TrainingError
 from .evaluate.report import write_results
-from .evaluate.statistics import paired_difference_interval
-from .evaluate.tradeoff import Evaluation, evaluate_models, markdown_table
+from .evaluate.tradeoff import Evaluation, evaluate_models, find_row, markdown_table, paired_difference
 from .files import write_json
 from .model import Compression, CTCModel
 from .sources import load
@@ -199,23 +198,6 @@ def run_experiment(plan: ExperimentPlan) -> Path:
     return plan.out / "EXPERIMENT.md"
 
 
-def _row(evaluation: Evaluation, model: str, setting: str):
-    return next((r for r in evaluation.rows if r.model == model and r.setting == setting), None)
-
-
-def _difference(evaluation: Evaluation, a: str, b: str, setting_a: str, setting_b: str, metric: str) -> str:
-    """metric(b) - metric(a) with its paired 95% interval, on the same utterances."""
-    ca = evaluation.utterance_counts.get(a, {}).get(setting_a)
-    cb = evaluation.utterance_counts.get(b, {}).get(setting_b)
-    if ca is None or cb is None:
-        return "n/a"
-    ra, rb = _row(evaluation, a, setting_a), _row(evaluation, b, setting_b)
-    low, high = paired_difference_interval(ca, cb, metric)
-    diff = getattr(rb, metric) - getattr(ra, metric)
-    verdict = "not distinguishable from 0" if low <= 0 <= high else ("higher" if low > 0 else "lower")
-    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
-
-
 def claims_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
     """The three claims as paired differences (stochastic minus specialist), per seed."""
     lines = ["| claim | comparison | seed | CER difference [95% CI] | WER difference [95% CI] |",
@@ -233,8 +215,8 @@ def claims_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
         for seed in seeds:
             ma, mb = f"{a} seed{seed}", f"{b} seed{seed}"
             if ma in evaluation.utterance_counts and mb in evaluation.utterance_counts:
-                lines.append(f"| {claim} | {text} | {seed} | {_difference(evaluation, ma, mb, sa, sb, 'cer')} | "
-                             f"{_difference(evaluation, ma, mb, sa, sb, 'wer')} |")
+                lines.append(f"| {claim} | {text} | {seed} | {paired_difference(evaluation, ma, sa, mb, sb, 'cer')} | "
+                             f"{paired_difference(evaluation, ma, sa, mb, sb, 'wer')} |")
     return "\n".join(lines)
 
 
@@ -244,7 +226,7 @@ def smoothness_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
     for seed in seeds:
         cells = []
         for s in range(1, 5):
-            row = _row(evaluation, f"stochastic seed{seed}", f"s={s}")
+            row = find_row(evaluation, f"stochastic seed{seed}", f"s={s}")
             cells.append("n/a" if row is None else f"{row.cer:.3f} [{row.cer_low:.3f}, {row.cer_high:.3f}] / "
                                                    f"{row.gmacs_per_audio_second:.3f}")
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import Stochw2vError
 from ..files import atomic_write, ensure_writable_folder
-from .tradeoff import Evaluation, SettingResult, markdown_table, pareto_front, results_payload
+from .tradeoff import Evaluation, SettingResult, differences_table, markdown_table, pareto_front, results_payload
 
 _OFFSETS = [(5, 5), (5, -12), (-8, 8), (-8, -14), (8, 0), (-12, 0), (5, 16), (5, -22), (-12, 18), (-12, -24)]
 
@@ -99,6 +99,9 @@ def write_results(evaluation: Evaluation, out: Path, extra: dict | None = None,
         payload["extra_points"] = extra_points
     atomic_write(out / "results.json", json.dumps(payload, indent=1).encode())
     table = markdown_table(evaluation.rows) + f"\n\n{evaluation.protocol}\n"
+    differences = differences_table(evaluation)
+    if differences:
+        table += f"\nPaired differences to each model's first setting (same utterances):\n\n{differences}\n"
     atomic_write(out / "results.md", table.encode())
     plot_tradeoff(evaluation.rows, out / "tradeoff.png", extra_points)
 

@@ -28,7 +28,7 @@ from ..model.macs import count_macs
 from .cascade import Cascade, CascadeConfig
 from .decoding import BeamDecoder, greedy_decode
 from .references import prepare_references
-from .statistics import bootstrap_interval
+from .statistics import bootstrap_interval, paired_difference_interval
 from .timing import Clock, interleave, thread_note
 
 DEFAULT_SQUEEZES = ("s=1", "s=2", "s=3", "s=4")
@@ -195,6 +195,35 @@ def markdown_table(rows: list[SettingResult]) -> str:
     return "\n".join(lines)
 
 
+def find_row(evaluation: Evaluation, model: str, setting: str) -> SettingResult | None:
+    return next((r for r in evaluation.rows if r.model == model and r.setting == setting), None)
+
+
+def paired_difference(evaluation: Evaluation, a: str, setting_a: str, b: str, setting_b: str, metric: str) -> str:
+    """metric(b) - metric(a) with its paired 95% interval on the same utterances, and whether it is noise."""
+    ca = evaluation.utterance_counts.get(a, {}).get(setting_a)
+    cb = evaluation.utterance_counts.get(b, {}).get(setting_b)
+    if ca is None or cb is None:
+        return "n/a"
+    low, high = paired_difference_interval(ca, cb, metric)
+    diff = getattr(find_row(evaluation, b, setting_b), metric) - getattr(find_row(evaluation, a, setting_a), metric)
+    verdict = "not distinguishable from 0" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
+
+
+def differences_table(evaluation: Evaluation) -> str:
+    """Each setting against its model's first, paired over utterances: is a cheaper setting's loss
+    above the noise? (Intervals of two separate rows overlap long before a paired difference is noise.)"""
+    lines = ["| model | setting | vs | CER difference [95% CI] | WER difference [95% CI] |", "|---|---|---|---|---|"]
+    for model in dict.fromkeys(r.model for r in evaluation.rows):
+        rows = [r for r in evaluation.rows if r.model == model]
+        for r in rows[1:]:
+            lines.append(f"| {model} | {r.setting} | {rows[0].setting} | "
+                         f"{paired_difference(evaluation, model, rows[0].setting, model, r.setting, 'cer')} | "
+                         f"{paired_difference(evaluation, model, rows[0].setting, model, r.setting, 'wer')} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def pareto_front(rows: list[SettingResult], metric: str = "wer") -> list[SettingResult]:
     """Rows no other row beats on both relative time and `metric` (wer or cer), sorted by time."""
     front: list[SettingResult] = []
@@ -211,5 +240,6 @@ def results_payload(evaluation: Evaluation, extra: dict | None = None) -> dict:
             "hypotheses": evaluation.hypotheses, **(extra or {})}
 
 
-__all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "default_settings", "evaluate_models",
-           "markdown_table", "pareto_front", "prepare_references", "results_payload"]
+__all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "default_settings", "differences_table",
+           "evaluate_models", "find_row", "markdown_table", "paired_difference", "pareto_front",
+           "prepare_references", "results_payload"]
