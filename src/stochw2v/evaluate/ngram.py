@@ -45,17 +45,20 @@ class NGramModel:
         return "\n".join(lines) + "\n"
 
 
-def read_sentences(path: Path) -> list[list[str]]:
-    """Normalised words of each non-empty line (as training normalises transcripts)."""
+def _read_text(path: Path, what: str, expected: str) -> str:
     path = Path(path)
     if not path.is_file():
-        raise MissingFileError(f"{path}: no such text file")
+        raise MissingFileError(f"{path}: no such {what}")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file (give transcripts, one sentence per line)") from None
-    sentences = [normalize_text(line).split() for line in text.splitlines()]
-    sentences = [s for s in sentences if s]
+        raise ConfigError(f"{path}: not a UTF-8 text file (give {expected})") from None
+
+
+def read_sentences(path: Path) -> list[list[str]]:
+    """Normalised words of each non-empty line (as training normalises transcripts)."""
+    text = _read_text(path, "text file", "transcripts, one sentence per line")
+    sentences = [s for s in (normalize_text(line).split() for line in text.splitlines()) if s]
     if not sentences:
         raise ConfigError(f"{path}: holds no words to build a language model from")
     return sentences
@@ -64,13 +67,7 @@ def read_sentences(path: Path) -> list[list[str]]:
 def read_vocabulary(path: Path) -> set[str]:
     """Extra words for the LM to know: whitespace-separated words of a file (a dictionary such as
     Debian's /usr/share/dict/american-english), normalised as transcripts are."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such vocabulary file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file (give words, one per line)") from None
+    text = _read_text(path, "vocabulary file", "words, one per line")
     words = {word for token in text.split() for word in normalize_text(token).split()}
     if not words:
         raise ConfigError(f"{path}: holds no words")
