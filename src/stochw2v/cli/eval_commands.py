@@ -19,7 +19,7 @@ from ..evaluate.lm_tuning import tune_lm
 from ..evaluate.long_audio import ctc_words, transcribe_long
 from ..evaluate.ngram import read_sentences, read_vocabulary, write_lm
 from ..evaluate.report import check_output_folder, write_results
-from ..evaluate.tradeoff import differences_table, evaluate_models, markdown_table
+from ..evaluate.tradeoff import evaluate_models, markdown_table
 from ..model import Compression, CTCModel
 from .common import (
     add_decoding,
@@ -131,11 +131,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     cascades = {name: CascadeConfig.load(args.cascade) for name in models} if args.cascade else None
     evaluation = evaluate_models(models, manifest, args.settings, args.repeats, beam=beam_options(args),
                                  cascades=cascades)
-    write_results(evaluation, out, {"manifest": str(args.manifest), "threads": args.threads,
-                                    "models": dict(zip(models, args.models))})
+    differences = write_results(evaluation, out, {"manifest": str(args.manifest), "threads": args.threads,
+                                                  "models": dict(zip(models, args.models))})
     print(markdown_table(evaluation.rows))
     print(f"\n{evaluation.protocol}")
-    differences = differences_table(evaluation)
     if differences:
         print(f"\nPaired differences to each model's first setting (same utterances):\n\n{differences}")
     print(f"\nwrote {out / 'results.json'}, {out / 'results.md'} and {out / 'tradeoff.png'}")

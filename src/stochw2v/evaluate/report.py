@@ -92,7 +92,8 @@ def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict
 
 
 def write_results(evaluation: Evaluation, out: Path, extra: dict | None = None,
-                  extra_points: list[dict] | None = None) -> None:
+                  extra_points: list[dict] | None = None) -> str:
+    """results.json, results.md and tradeoff.png in `out`; returns the paired-differences table ("" if none)."""
     out = check_output_folder(out)
     payload = results_payload(evaluation, extra)
     if extra_points:
@@ -104,6 +105,7 @@ def write_results(evaluation: Evaluation, out: Path, extra: dict | None = None,
         table += f"\nPaired differences to each model's first setting (same utterances):\n\n{differences}\n"
     atomic_write(out / "results.md", table.encode())
     plot_tradeoff(evaluation.rows, out / "tradeoff.png", extra_points)
+    return differences
 
 
 __all__ = ["check_output_folder", "plot_tradeoff", "write_results"]
