@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stochw2v.data.manifest import Manifest
-from stochw2v.data.synth import SynthError, Utterance, _prosody, check_voices, engine_binary, engine_of, synthesize
+from stochw2v.data.synth import SynthError, Utterance, check_voices, engine_binary, engine_of, prosody, synthesize
 from stochw2v.errors import Stochw2vError
 from stochw2v.files import atomic_write
 
@@ -44,7 +44,7 @@ def plan(corpus: Path, voices: list[str], count: int, seed: int) -> list[Utteran
     for i in range(count):
         source = Utterance(**test[i % len(test)])
         voice = voices[i % len(voices)]
-        speed, pitch = _prosody(voice, rng)
+        speed, pitch = prosody(voice, rng)
         chosen.append(replace(source, split="test", index=i, voice=voice, speed=speed, pitch=pitch))
     return chosen
 

@@ -176,7 +176,8 @@ def voice_pool(engines: tuple[str, ...]) -> dict[str, list[str]]:
     return pool
 
 
-def _prosody(voice: str, rng: random.Random) -> tuple[int, int]:
+def prosody(voice: str, rng: random.Random) -> tuple[int, int]:
+    """(rate, pitch) drawn for one utterance in the units its engine takes."""
     if engine_of(voice) in ("flite", "festival"):
         return rng.randint(80, 125), rng.randint(85, 210)  # duration stretch %, mean F0 Hz
     return rng.randint(130, 200), rng.randint(20, 80)  # words per minute, espeak pitch
@@ -249,7 +250,7 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
             else:
                 engine = rng.choice(sorted(seen)) if len(seen) > 1 else next(iter(seen))
                 voice = rng.choice(seen[engine])
-            speed, pitch = _prosody(voice, rng)
+            speed, pitch = prosody(voice, rng)
             plan.append(Utterance(split, i, text, normalize_text(text), voice, speed, pitch))
     return plan
 
