@@ -15,7 +15,15 @@ ARGS = ["--hours", "0.02", "--test-utterances", "6", "--valid-utterances", "3", 
 
 def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stages(tmp_path, capsys):
     out = tmp_path / "exp"
+    # one process may train some arms only (--train-only), as parallel processes or nodes would ...
+    assert main(["experiment", "--out", str(out), *ARGS[:-3], "w2v2", "--threads", "1", "--train-only"]) == 0
+    assert "run it again without --train-only" in capsys.readouterr().out
+    assert not (out / "EXPERIMENT.md").exists() and not (out / "evaluate").exists()
+    assert sorted(p.name for p in (out / "finetune").iterdir()) == ["w2v2-seed1", "w2v2-seed2"]
+    trained_first = {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")}
+    # ... and the full invocation trains the other arms, reuses those stages and evaluates everything
     assert main(["experiment", "--out", str(out), *ARGS, "--threads", "1"]) == 0
+    assert {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")} == trained_first
     report = (out / "EXPERIMENT.md").read_text()
     capsys.readouterr()
 
@@ -40,6 +48,15 @@ def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stag
     assert "| pretrain w2v2-seed1 | 2 |" in report and "| finetune stoch-to-s2-seed1 | 3 |" in report
     assert "| 2: small loss vs fixed | stochastic @ s=1 vs w2v2 @ s=1 | 2 |" in report
     assert "| 3: fine-tuning recovers | stoch>s2 @ s=2 vs stochastic @ s=2 | 1 |" in report
+    # two seeds: each claim also as the mean of its seeds' paired differences, and how much seeds differ
+    mean_row = next(line for line in report.splitlines()
+                    if line.startswith("| 2: small loss vs fixed | stochastic @ s=1 vs w2v2 @ s=1 | mean of 2 |"))
+    by_seed = {r["model"]: r for r in rows if r["setting"] == "s=1"}
+    expected = sum(by_seed[f"stochastic seed{k}"]["cer"] - by_seed[f"w2v2 seed{k}"]["cer"] for k in (1, 2)) / 2
+    assert mean_row.split("|")[4].split()[0] == f"{expected:+.3f}"
+    assert "## Seed-to-seed noise" in report
+    noise = [line for line in report.splitlines() if line.startswith("| w2v2 | s=1 |")]
+    assert len(noise) == 1 and noise[0].split("|")[3].strip() == f"{by_seed['w2v2 seed1']['cer']:.3f}"
     assert (out / "evaluate" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
 
     # a second invocation reuses every finished stage (no update is trained again) ...

@@ -30,7 +30,14 @@ from .data import read_manifest
 from .data.synth import make_corpus
 from .errors import TrainingError
 from .evaluate.report import write_results
-from .evaluate.tradeoff import Evaluation, evaluate_models, find_row, markdown_table, paired_difference
+from .evaluate.tradeoff import (
+    Evaluation,
+    evaluate_models,
+    find_row,
+    markdown_table,
+    mean_paired_difference,
+    paired_difference,
+)
 from .files import write_json
 from .model import Compression, CTCModel
 from .sources import load
@@ -84,6 +91,7 @@ class ExperimentPlan:
     all_arms_every_seed: bool = False
     device: str | None = None
     repeats: int = 3
+    train_only: bool = False  # train the planned stages and stop: several processes or nodes can split the arms
 
     def runs(self) -> list[tuple[Arm, int]]:
         chosen = [a for a in ARMS if a.name in self.arms]
@@ -177,8 +185,11 @@ def _evaluate(plan: ExperimentPlan, models: dict[str, Path], data: Path) -> Eval
     return merged
 
 
-def run_experiment(plan: ExperimentPlan) -> Path:
-    """Corpus, every arm's training, evaluation, claims; writes OUT/EXPERIMENT.md (+ results, plot)."""
+def run_experiment(plan: ExperimentPlan) -> Path | None:
+    """Corpus, every arm's training, evaluation, claims; writes OUT/EXPERIMENT.md (+ results, plot).
+
+    With plan.train_only it stops after training (returns None): processes that each train some of
+    the arms in one OUT, then one invocation with every arm that reuses their stages and evaluates."""
     start = time.perf_counter()
     plan.out.mkdir(parents=True, exist_ok=True)
     data = plan.out / "data"
@@ -191,6 +202,8 @@ def run_experiment(plan: ExperimentPlan) -> Path:
         models[f"{arm.name} seed{seed}"] = _finetune(plan, arm, seed, data, pretrained)
         print(f"[experiment] {arm.name} seed {seed} done ({(time.perf_counter() - start) / 60:.1f} min so far)",
               flush=True)
+    if plan.train_only:
+        return None
     evaluation = _evaluate(plan, models, data)
     write_results(evaluation, plan.out / "evaluate", {"manifest": str(data / "test.tsv")})
     report = experiment_report(plan, evaluation, time.perf_counter() - start)
@@ -212,12 +225,39 @@ def claims_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
         ("pooling", "stochastic @ s=2 vs squeeze @ s=2", "squeeze", "stochastic", "s=2", "s=2"),
     ]
     for claim, text, a, b, sa, sb in comparisons:
-        for seed in seeds:
-            ma, mb = f"{a} seed{seed}", f"{b} seed{seed}"
-            if ma in evaluation.utterance_counts and mb in evaluation.utterance_counts:
-                lines.append(f"| {claim} | {text} | {seed} | {paired_difference(evaluation, ma, sa, mb, sb, 'cer')} | "
-                             f"{paired_difference(evaluation, ma, sa, mb, sb, 'wer')} |")
+        known = evaluation.utterance_counts
+        pairs = [(f"{a} seed{seed}", sa, f"{b} seed{seed}", sb) for seed in seeds
+                 if f"{a} seed{seed}" in known and f"{b} seed{seed}" in known]
+        for ma, _, mb, _ in pairs:
+            lines.append(f"| {claim} | {text} | {ma.rsplit('seed', 1)[1]} | "
+                         f"{paired_difference(evaluation, ma, sa, mb, sb, 'cer')} | "
+                         f"{paired_difference(evaluation, ma, sa, mb, sb, 'wer')} |")
+        if len(pairs) > 1:
+            lines.append(f"| {claim} | {text} | mean of {len(pairs)} | "
+                         f"{mean_paired_difference(evaluation, pairs, 'cer')} | "
+                         f"{mean_paired_difference(evaluation, pairs, 'wer')} |")
     return "\n".join(lines)
+
+
+def seed_noise_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
+    """How much two training seeds of one arm differ at the settings it was trained for: the noise
+    a single-seed claim cannot see (the claims' intervals hold only the utterances' noise)."""
+    lines = ["| arm | setting | " + " | ".join(f"seed {s} CER" for s in seeds) + f" | CER seed {seeds[-1]} - seed "
+             f"{seeds[0]} [95% CI] | WER seed {seeds[-1]} - seed {seeds[0]} [95% CI] |",
+             "|---|---|" + "---|" * len(seeds) + "---|---|"]
+    for arm in ARMS:
+        first, last = f"{arm.name} seed{seeds[0]}", f"{arm.name} seed{seeds[-1]}"
+        if first not in evaluation.utterance_counts or last not in evaluation.utterance_counts:
+            continue
+        for row in (r for r in evaluation.rows if r.model == first and r.trained):
+            cells = []
+            for seed in seeds:
+                other = find_row(evaluation, f"{arm.name} seed{seed}", row.setting)
+                cells.append("n/a" if other is None else f"{other.cer:.3f}")
+            lines.append(f"| {arm.name} | {row.setting} | " + " | ".join(cells) + " | "
+                         f"{paired_difference(evaluation, first, row.setting, last, row.setting, 'cer')} | "
+                         f"{paired_difference(evaluation, first, row.setting, last, row.setting, 'wer')} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def smoothness_table(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
@@ -301,8 +341,21 @@ architecture (configs/pretrain_tiny.yaml, configs/finetune_tiny.yaml), {plan.pre
 Positive numbers mean the first-named model makes more errors.
 
 {claims_table(evaluation, seeds)}
+{_seed_noise_section(evaluation, seeds)}"""
+
+
+def _seed_noise_section(evaluation: Evaluation, seeds: tuple[int, ...]) -> str:
+    table = seed_noise_table(evaluation, seeds) if len(seeds) > 1 else ""
+    if not table:
+        return ""
+    return f"""
+## Seed-to-seed noise (the same arm trained twice, paired over utterances)
+
+A claim's difference is above the training noise only where it is larger than these.
+
+{table}
 """
 
 
 __all__ = ["ARMS", "EVAL_SETTINGS", "ExperimentPlan", "experiment_command", "experiment_report", "run_experiment",
-           "stages_table"]
+           "seed_noise_table", "stages_table"]

@@ -79,8 +79,11 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, args.valid_utterances, tuple(args.seeds),
                           args.pretrain_updates, args.finetune_updates, tuple(args.arms), args.all_arms_every_seed,
-                          str(device))
+                          str(device), train_only=args.train_only)
     report = run_experiment(plan)
+    if report is None:
+        print(f"trained {len(plan.runs())} arm(s) in {plan.out}; run it again without --train-only to evaluate")
+        return 0
     print(report.read_text())
     print(f"wrote {report}")
     return 0
@@ -129,6 +132,9 @@ def add_commands(commands) -> None:
     p.add_argument("--all-arms-every-seed", action="store_true", help="default: only the core arms get every seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--train-only", action="store_true",
+                   help="train the planned stages, skip evaluation: split the arms over processes or nodes "
+                        "sharing one --out, then run once more without it")
     p.set_defaults(run=run_experiment_command)
 
     p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")

@@ -40,13 +40,22 @@ def paired_difference_interval(a: Sequence[ErrorCounts], b: Sequence[ErrorCounts
                                resamples: int = 1000, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
     """Interval of metric(b) - metric(a) on the same utterances (a difference whose interval
     excludes 0 is not noise at this level)."""
-    if len(a) != len(b):
+    return mean_paired_difference_interval([(a, b)], metric, resamples, seed, level)
+
+
+def mean_paired_difference_interval(pairs: Sequence[tuple[Sequence[ErrorCounts], Sequence[ErrorCounts]]],
+                                    metric: str = "wer", resamples: int = 1000, seed: int = 0,
+                                    level: float = LEVEL) -> tuple[float, float]:
+    """Interval of the mean over pairs of metric(b) - metric(a), every pair on the same utterances and
+    resampled with the same draws (e.g. one pair per training seed). It holds the utterance noise;
+    the seed-to-seed noise is only in the spread of the pairs' own differences."""
+    if not pairs or any(len(a) != len(b) or len(a) != len(pairs[0][0]) for a, b in pairs):
         raise ValueError("paired intervals need the same utterances on both sides")
-    draws = _draws(len(a), resamples, seed)
-    samples = _ratio_samples(b, metric, draws) - _ratio_samples(a, metric, draws)
+    draws = _draws(len(pairs[0][0]), resamples, seed)
+    samples = np.mean([_ratio_samples(b, metric, draws) - _ratio_samples(a, metric, draws) for a, b in pairs], axis=0)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return float(low), float(high)
 
 
-__all__ = ["LEVEL", "bootstrap_interval", "paired_difference_interval"]
+__all__ = ["LEVEL", "bootstrap_interval", "mean_paired_difference_interval", "paired_difference_interval"]

@@ -28,7 +28,7 @@ from ..model.macs import count_macs
 from .cascade import Cascade, CascadeConfig
 from .decoding import BeamDecoder, greedy_decode
 from .references import prepare_references
-from .statistics import bootstrap_interval, paired_difference_interval
+from .statistics import bootstrap_interval, mean_paired_difference_interval
 from .timing import Clock, interleave, thread_note
 
 DEFAULT_SQUEEZES = ("s=1", "s=2", "s=3", "s=4")
@@ -201,12 +201,19 @@ def find_row(evaluation: Evaluation, model: str, setting: str) -> SettingResult 
 
 def paired_difference(evaluation: Evaluation, a: str, setting_a: str, b: str, setting_b: str, metric: str) -> str:
     """metric(b) - metric(a) with its paired 95% interval on the same utterances, and whether it is noise."""
-    ca = evaluation.utterance_counts.get(a, {}).get(setting_a)
-    cb = evaluation.utterance_counts.get(b, {}).get(setting_b)
-    if ca is None or cb is None:
+    return mean_paired_difference(evaluation, [(a, setting_a, b, setting_b)], metric)
+
+
+def mean_paired_difference(evaluation: Evaluation, pairs: list[tuple[str, str, str, str]], metric: str) -> str:
+    """The mean over pairs (model a, setting a, model b, setting b) of metric(b) - metric(a), e.g. one
+    pair per seed, with its paired 95% interval over utterances and whether it is noise."""
+    counts = [(evaluation.utterance_counts.get(a, {}).get(sa), evaluation.utterance_counts.get(b, {}).get(sb))
+              for a, sa, b, sb in pairs]
+    if not pairs or any(ca is None or cb is None for ca, cb in counts):
         return "n/a"
-    low, high = paired_difference_interval(ca, cb, metric)
-    diff = getattr(find_row(evaluation, b, setting_b), metric) - getattr(find_row(evaluation, a, setting_a), metric)
+    low, high = mean_paired_difference_interval(counts, metric)
+    diff = statistics.fmean(getattr(find_row(evaluation, b, sb), metric) - getattr(find_row(evaluation, a, sa), metric)
+                            for a, sa, b, sb in pairs)
     verdict = "not distinguishable from 0" if low <= 0 <= high else ("higher" if low > 0 else "lower")
     return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}] ({verdict})"
 
@@ -241,5 +248,6 @@ def results_payload(evaluation: Evaluation, extra: dict | None = None) -> dict:
 
 
 __all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "default_settings", "differences_table",
-           "evaluate_models", "find_row", "markdown_table", "paired_difference", "pareto_front",
+           "evaluate_models", "find_row", "markdown_table", "mean_paired_difference", "paired_difference",
+           "pareto_front",
            "prepare_references", "results_payload"]
