@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from stochw2v.cli import main
+from stochw2v.experiment import CORE, ExperimentPlan, _parallel_groups, _stage_cost
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="espeak-ng could not be installed here (make setup installs it with apt-get)")]
@@ -16,14 +17,19 @@ ARGS = ["--hours", "0.02", "--test-utterances", "6", "--valid-utterances", "3", 
 def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stages(tmp_path, capsys):
     out = tmp_path / "exp"
     # one process may train some arms only (--train-only), as parallel processes or nodes would ...
-    assert main(["experiment", "--out", str(out), *ARGS[:-3], "w2v2", "--threads", "1", "--train-only"]) == 0
+    assert main(["experiment", "--out", str(out), *ARGS[:-3], "w2v2", "--threads", "1", "--parallel", "1",
+                 "--train-only"]) == 0
     assert "run it again without --train-only" in capsys.readouterr().out
     assert not (out / "EXPERIMENT.md").exists() and not (out / "evaluate").exists()
     assert sorted(p.name for p in (out / "finetune").iterdir()) == ["w2v2-seed1", "w2v2-seed2"]
     trained_first = {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")}
-    # ... and the full invocation trains the other arms, reuses those stages and evaluates everything
-    assert main(["experiment", "--out", str(out), *ARGS, "--threads", "1"]) == 0
+    # ... and the full invocation trains the other arms in 2 processes, reuses those stages, evaluates all
+    assert main(["experiment", "--out", str(out), *ARGS, "--threads", "1", "--parallel", "2"]) == 0
     assert {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")} == trained_first
+    logs = sorted((out / "logs").iterdir())
+    assert [p.name for p in logs] == ["train-process1.log", "train-process2.log"]
+    assert sorted(line for p in logs for line in p.read_text().splitlines() if line.startswith("[experiment]")) == [
+        f"[experiment] {arm} seed {seed} trained" for arm in ("stoch>s2", "stochastic") for seed in (1, 2)]
     report = (out / "EXPERIMENT.md").read_text()
     capsys.readouterr()
 
@@ -67,3 +73,19 @@ def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stag
     changed = [a if a != "3" else "4" for a in ARGS]
     assert main(["experiment", "--out", str(out), *changed, "--threads", "1"]) == 2
     assert "trained for 3 updates, the plan asks for 4" in capsys.readouterr().err
+
+
+def test_parallel_training_splits_the_runs_evenly_and_keeps_shared_pretraining_in_one_process(tmp_path):
+    plan = ExperimentPlan(tmp_path, seeds=(1, 2), arms=CORE, parallel=2)
+    groups = _parallel_groups(plan, 2)
+    names = sorted((arm.name, seed) for group in groups for arm, seed in group)
+    assert len(groups) == 2 and names == sorted((arm.name, seed) for arm, seed in plan.runs())
+    for group in groups:  # a stochastic pre-training is trained by the process that fine-tunes both its arms
+        for seed in (1, 2):
+            assert sum(arm.pretrain_name == "stochastic" and s == seed for arm, s in group) in (0, 2)
+    # w2v2: 2 stages of 1.5 per seed; sew2: 2 of 1; stochastic + stoch>s2: 3 of 1 per seed; 16 in all, 8 each
+    def cost(group):
+        pretrainings = {(arm.pretrain_name, seed): arm for arm, seed in group}.values()
+        return sum(map(_stage_cost, pretrainings)) + sum(_stage_cost(arm) for arm, _ in group)
+    assert [cost(g) for g in groups] == [8.0, 8.0]
+    assert len(_parallel_groups(plan, 1)) == 1 and len(_parallel_groups(plan, 9)) == 6  # one per pre-training

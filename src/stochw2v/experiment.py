@@ -17,11 +17,13 @@ so an interrupted experiment continues where it stopped.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -92,6 +94,7 @@ class ExperimentPlan:
     device: str | None = None
     repeats: int = 3
     train_only: bool = False  # train the planned stages and stop: several processes or nodes can split the arms
+    parallel: int = 1  # training processes, each with torch's thread count divided among them
 
     def runs(self) -> list[tuple[Arm, int]]:
         chosen = [a for a in ARMS if a.name in self.arms]
@@ -185,6 +188,79 @@ def _evaluate(plan: ExperimentPlan, models: dict[str, Path], data: Path) -> Eval
     return merged
 
 
+def _stage_cost(arm: Arm) -> float:
+    """Rough relative cost of one training stage (measured at 1 thread: the plain s=1 arm's stages take
+    ~1.5x the others', which run most of their updates on a squeezed sequence)."""
+    return 1.5 if arm.name == "w2v2" else 1.0
+
+
+def _parallel_groups(plan: ExperimentPlan, parts: int) -> list[list[tuple[Arm, int]]]:
+    """The unfinished runs split into at most `parts` groups of about equal cost (longest first). Runs
+    that share a pre-trained model (stochastic, stoch>s2 of one seed) stay in one group, in plan order,
+    so that no two processes ever train one stage."""
+    units: dict[tuple[str, int], list[tuple[Arm, int]]] = {}
+    for arm, seed in plan.runs():
+        units.setdefault((arm.pretrain_name, seed), []).append((arm, seed))
+    costs = []
+    for (pretrain_name, seed), runs in units.items():
+        cost = 0.0 if _done(plan.out / "pretrain" / f"{pretrain_name}-seed{seed}", plan.pretrain_updates) else \
+            _stage_cost(runs[0][0])
+        cost += sum(_stage_cost(arm) for arm, seed in runs
+                    if not _done(plan.out / "finetune" / f"{arm.folder}-seed{seed}", plan.finetune_updates))
+        if cost:
+            costs.append((cost, runs))
+    groups: list[tuple[float, list[tuple[Arm, int]]]] = [(0.0, []) for _ in range(parts)]
+    for cost, runs in sorted(costs, key=lambda c: -c[0]):
+        total, group = min(groups, key=lambda g: g[0])
+        groups[groups.index((total, group))] = (total + cost, group + runs)
+    return [group for _, group in groups if group]
+
+
+def _train_group(plan: ExperimentPlan, runs: list[tuple[str, int]], threads: int, log: Path) -> None:
+    """One training process: its runs' stages, its output in its own log (progress bars of several
+    processes on one terminal would garble each other)."""
+    torch.set_num_threads(threads)
+    with open(log, "a", buffering=1) as stream:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        arms = {a.name: a for a in ARMS}
+        for name, seed in runs:
+            arm = arms[name]
+            data = plan.out / "data"
+            _finetune(plan, arm, seed, data, _pretrain(plan, arm, seed, data))
+            print(f"[experiment] {name} seed {seed} trained", flush=True)
+
+
+def _train_in_parallel(plan: ExperimentPlan) -> None:
+    """Train the unfinished stages in plan.parallel processes that split the threads between them (a
+    tiny model's small matrices keep 2 threads of one process far from twice one thread's speed);
+    the caller then finds every stage done and only evaluates."""
+    groups = _parallel_groups(plan, plan.parallel)
+    if not groups:
+        return
+    threads = max(1, torch.get_num_threads() // len(groups))
+    logs = plan.out / "logs"
+    logs.mkdir(exist_ok=True)
+    context = get_context("spawn")
+    processes = []
+    for index, group in enumerate(groups, 1):
+        log = logs / f"train-process{index}.log"
+        runs = [(arm.name, seed) for arm, seed in group]
+        process = context.Process(target=_train_group, args=(replace(plan, parallel=1), runs, threads, log))
+        process.start()
+        processes.append((process, log, runs))
+        print(f"[experiment] process {index}: " + ", ".join(f"{n} seed {s}" for n, s in runs)
+              + f" ({threads} thread(s)); log {log}", flush=True)
+    failed = []
+    for process, log, _ in processes:
+        process.join()
+        if process.exitcode != 0:
+            failed.append(f"{log} (exit code {process.exitcode})")
+    if failed:
+        raise TrainingError("a training process failed, see " + "; ".join(failed) +
+                            "; finished stages are kept: run the same command again to continue")
+
+
 def run_experiment(plan: ExperimentPlan) -> Path | None:
     """Corpus, every arm's training, evaluation, claims; writes OUT/EXPERIMENT.md (+ results, plot).
 
@@ -196,6 +272,8 @@ def run_experiment(plan: ExperimentPlan) -> Path | None:
     if not (data / "corpus.json").exists():
         make_corpus(data, plan.hours, seed=0, workers=2, test_count=plan.test_utterances,
                     valid_count=plan.valid_utterances)
+    if plan.parallel > 1:
+        _train_in_parallel(plan)
     models: dict[str, Path] = {}
     for arm, seed in plan.runs():
         pretrained = _pretrain(plan, arm, seed, data)
@@ -295,7 +373,7 @@ def experiment_command(plan: ExperimentPlan) -> str:
             f"--valid-utterances {plan.valid_utterances} "
             f"--seeds {' '.join(map(str, plan.seeds))} --pretrain-updates {plan.pretrain_updates} "
             f"--finetune-updates {plan.finetune_updates}{arms}{every} --device {plan.device or 'cpu'} "
-            f"--threads {torch.get_num_threads()}")
+            f"--threads {torch.get_num_threads()} --parallel {plan.parallel}")
 
 
 def _plain_sentence(plan: ExperimentPlan) -> str:

@@ -79,7 +79,8 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, args.valid_utterances, tuple(args.seeds),
                           args.pretrain_updates, args.finetune_updates, tuple(args.arms), args.all_arms_every_seed,
-                          str(device), train_only=args.train_only)
+                          str(device), train_only=args.train_only,
+                          parallel=args.parallel)
     report = run_experiment(plan)
     if report is None:
         print(f"trained {len(plan.runs())} arm(s) in {plan.out}; run it again without --train-only to evaluate")
@@ -123,8 +124,8 @@ def add_commands(commands) -> None:
     p.add_argument("--hours", type=positive_float, default=2.0, help="synthetic speech to make")
     p.add_argument("--test-utterances", type=positive_int, default=300)
     p.add_argument("--valid-utterances", type=positive_int, default=100)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1],
-                   help="default: one seed, what 2 h on 2 cores allow; --seeds 1 2 doubles the core arms")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
+                   help="default: two seeds of the core arms, what 2 h on 2 cores allow with --parallel 2")
     p.add_argument("--pretrain-updates", type=positive_int, default=500)
     p.add_argument("--finetune-updates", type=positive_int, default=1500)
     p.add_argument("--arms", nargs="+", default=list(CORE), choices=[a.name for a in ARMS],
@@ -132,6 +133,9 @@ def add_commands(commands) -> None:
     p.add_argument("--all-arms-every-seed", action="store_true", help="default: only the core arms get every seed")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--parallel", type=positive_int, default=2,
+                   help="training processes that split --threads between them, each logging to OUT/logs/ "
+                        "(make experiment: 2 processes of 1 thread on 2 cores)")
     p.add_argument("--train-only", action="store_true",
                    help="train the planned stages, skip evaluation: split the arms over processes or nodes "
                         "sharing one --out, then run once more without it")
