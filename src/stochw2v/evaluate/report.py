@@ -83,9 +83,14 @@ def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict
         ax.set_ylabel(f"{axis_label} (95% CI)")
         ax.set_title(f"{metric.upper()} against inference time, per setting")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
         _place_labels(ax, fig, points)
-    fig.tight_layout()
+    # one legend under both panels: inside an axis, a legend of many models covers the points
+    handles, labels = axes[0].get_legend_handles_labels()
+    columns = min(4, len(labels))
+    legend_rows = -(-len(labels) // columns)
+    fig.set_size_inches(12, 5 + 0.22 * legend_rows)
+    fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * legend_rows / (1 + 0.044 * legend_rows) + 0.01, 1, 1))
     atomic_write(path, None, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return path
