@@ -209,11 +209,19 @@ def _parallel_groups(plan: ExperimentPlan, parts: int) -> list[list[tuple[Arm, i
                     if not _done(plan.out / "finetune" / f"{arm.folder}-seed{seed}", plan.finetune_updates))
         if cost:
             costs.append((cost, runs))
-    groups: list[tuple[float, list[tuple[Arm, int]]]] = [(0.0, []) for _ in range(parts)]
+    totals = [0.0] * parts
+    groups: list[list[tuple[Arm, int]]] = [[] for _ in range(parts)]
     for cost, runs in sorted(costs, key=lambda c: -c[0]):
-        total, group = min(groups, key=lambda g: g[0])
-        groups[groups.index((total, group))] = (total + cost, group + runs)
-    return [group for _, group in groups if group]
+        lightest = totals.index(min(totals))
+        totals[lightest] += cost
+        groups[lightest] += runs
+    return [group for group in groups if group]
+
+
+def _train_run(plan: ExperimentPlan, arm: Arm, seed: int) -> Path:
+    """One arm and seed: its pre-training (unless shared and done) and fine-tuning; the model folder."""
+    data = plan.out / "data"
+    return _finetune(plan, arm, seed, data, _pretrain(plan, arm, seed, data))
 
 
 def _train_group(plan: ExperimentPlan, runs: list[tuple[str, int]], threads: int, log: Path) -> None:
@@ -225,9 +233,7 @@ def _train_group(plan: ExperimentPlan, runs: list[tuple[str, int]], threads: int
         os.dup2(stream.fileno(), 2)
         arms = {a.name: a for a in ARMS}
         for name, seed in runs:
-            arm = arms[name]
-            data = plan.out / "data"
-            _finetune(plan, arm, seed, data, _pretrain(plan, arm, seed, data))
+            _train_run(plan, arms[name], seed)
             print(f"[experiment] {name} seed {seed} trained", flush=True)
 
 
@@ -248,11 +254,11 @@ def _train_in_parallel(plan: ExperimentPlan) -> None:
         runs = [(arm.name, seed) for arm, seed in group]
         process = context.Process(target=_train_group, args=(replace(plan, parallel=1), runs, threads, log))
         process.start()
-        processes.append((process, log, runs))
+        processes.append((process, log))
         print(f"[experiment] process {index}: " + ", ".join(f"{n} seed {s}" for n, s in runs)
               + f" ({threads} thread(s)); log {log}", flush=True)
     failed = []
-    for process, log, _ in processes:
+    for process, log in processes:
         process.join()
         if process.exitcode != 0:
             failed.append(f"{log} (exit code {process.exitcode})")
@@ -276,8 +282,7 @@ def run_experiment(plan: ExperimentPlan) -> Path | None:
         _train_in_parallel(plan)
     models: dict[str, Path] = {}
     for arm, seed in plan.runs():
-        pretrained = _pretrain(plan, arm, seed, data)
-        models[f"{arm.name} seed{seed}"] = _finetune(plan, arm, seed, data, pretrained)
+        models[f"{arm.name} seed{seed}"] = _train_run(plan, arm, seed)
         print(f"[experiment] {arm.name} seed {seed} done ({(time.perf_counter() - start) / 60:.1f} min so far)",
               flush=True)
     if plan.train_only:

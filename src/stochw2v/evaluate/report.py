@@ -86,11 +86,11 @@ def plot_tradeoff(rows: list[SettingResult], path: Path, extra_points: list[dict
         _place_labels(ax, fig, points)
     # one legend under both panels: inside an axis, a legend of many models covers the points
     handles, labels = axes[0].get_legend_handles_labels()
-    columns = min(4, len(labels))
-    legend_rows = -(-len(labels) // columns)
-    fig.set_size_inches(12, 5 + 0.22 * legend_rows)
+    columns = max(1, min(4, len(labels)))
+    legend_inches = 0.22 * -(-len(labels) // columns) + 0.15  # rows of 8-point text, and a margin
+    fig.set_size_inches(12, 5 + legend_inches)
     fig.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.045 * legend_rows / (1 + 0.044 * legend_rows) + 0.01, 1, 1))
+    fig.tight_layout(rect=(0, legend_inches / (5 + legend_inches), 1, 1))
     atomic_write(path, None, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return path
