@@ -225,3 +225,35 @@ def test_inference_caches_follow_weight_changes():
         assert torch.equal(after, fresh.encode(audio, compression="s=2").hidden_states)
     with torch.enable_grad():  # the fused inference path equals the three separate projections
         assert torch.allclose(after, model.encode(audio, compression="s=2").hidden_states.detach(), atol=1e-5)
+
+
+def test_grown_model_computes_the_same_and_its_new_layers_learn(tmp_path):
+    """`stochw2v grow`: appended identity layers keep every setting's output, then take gradients."""
+    from stochw2v.cli import main
+    from stochw2v.data.text import Vocabulary
+    from stochw2v.errors import ConfigError
+    from stochw2v.model import CTCModel
+    from stochw2v.model.growing import grow_depth
+
+    torch.manual_seed(0)
+    vocabulary = Vocabulary.from_tokens(["<blank>", "|", *"ABC"])
+    model = CTCModel(Encoder(small_config(layer_norm_first=True)), vocabulary).eval()
+    for p in model.parameters():  # trained-looking weights, not the zero biases of a fresh init
+        p.data.add_(0.05 * torch.randn_like(p))
+    model.save(tmp_path / "small")
+    assert main(["grow", str(tmp_path / "small"), "--layers", "2", "--out", str(tmp_path / "grown")]) == 0
+    grown = stochw2v.load(tmp_path / "grown").eval()
+    assert grown.config.num_layers == 5 and grown.vocabulary.tokens == model.vocabulary.tokens
+    audio = padded_batch(LENGTHS)
+    for setting in ("s=1", "s=3", "s=2,q2=2", "s=1,kv=2"):
+        with torch.no_grad():
+            before, after = model(audio, torch.tensor(LENGTHS), setting), grown(audio, torch.tensor(LENGTHS), setting)
+        assert torch.allclose(before.logits, after.logits, atol=1e-5), setting
+    with torch.no_grad():  # the new layers are not all zero: only their output projections are
+        assert grown.encoder.context.layers[4].attention.q_proj.weight.abs().sum() > 0
+        assert grown.encoder.context.layers[4].ffn.output.weight.abs().sum() == 0
+    grown.train()
+    grown(audio, torch.tensor(LENGTHS), "s=1").logits.square().sum().backward()
+    assert grown.encoder.context.layers[4].ffn.output.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="pre-LN"):
+        grow_depth(Encoder(small_config()), 1)

@@ -1,4 +1,4 @@
-"""`stochw2v profile` and `stochw2v export-hf`: models as objects."""
+"""`stochw2v profile`, `export`, `export-hf`, `export-onnx`, `import-fairseq`, `grow`: models as objects."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from ..evaluate.profile import format_profile, format_table, measure_profile, pr
 from ..evaluate.timing import thread_note
 from ..files import read_json
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
+from ..model.growing import grow_depth
 from ..model.onnx import export_onnx
 from ..sources import load
 from .common import (
@@ -101,6 +102,16 @@ def run_import_fairseq(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_grow(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    _check_not_inside(Path(args.model), Path(args.out))
+    grown = grow_depth(model, args.layers)
+    out = grown.save(args.out)
+    print(f"wrote {out}: {args.model} with {args.layers} identity layers appended "
+          f"({grown.config.num_layers} layers, {count_parameters(grown) / 1e6:.1f}M parameters, same outputs)")
+    return 0
+
+
 def add_commands(commands) -> None:
     p = commands.add_parser("export-onnx", help="write one setting as an ONNX graph (dynamic batch and length)")
     p.add_argument("model")
@@ -121,6 +132,13 @@ def add_commands(commands) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="stored weight precision")
     p.set_defaults(run=run_export)
+
+    p = commands.add_parser("grow", help="append transformer layers that start as the identity (same outputs, "
+                                         "more capacity to fine-tune; pre-LN models)")
+    p.add_argument("model")
+    p.add_argument("--layers", type=positive_int, required=True, help="how many layers to append")
+    p.add_argument("--out", required=True)
+    p.set_defaults(run=run_grow)
 
     p = commands.add_parser("profile", help="MACs and measured time of each compression setting")
     p.add_argument("--model", help="model folder (ours or HF); default: random weights of --size")
