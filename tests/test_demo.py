@@ -13,8 +13,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is 
 def test_demo_runs_every_stage_and_writes_the_tradeoff(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--hours", "0.03", "--pretrain-updates", "3",
-                 "--finetune-updates", "3"]) == 0
+                 "--finetune-updates", "3", "--minutes", "5"]) == 0
     printed = capsys.readouterr().out
+    budget = float(printed.split("every trained setting; at most ")[1].split(" min")[0])
+    assert 2.0 <= budget <= 4.0  # fine-tuning gets what is left of --minutes, less a minute for evaluation
+    assert f"max_minutes: {budget}\n" in (out / "finetune" / "recipe.yaml").read_text()  # the run keeps it
     assert f"everything goes under {out.resolve()}" in printed
     assert "valid CER s=1" in printed and "valid s=1: contrastive accuracy" in printed  # what training did
     results = json.loads((out / "evaluate" / "results.json").read_text())
