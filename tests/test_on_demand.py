@@ -177,3 +177,24 @@ def test_the_dtype_option_runs_bf16_and_refuses_what_does_not_exist(recogniser, 
     with pytest.raises(SystemExit):
         main(["transcribe", str(recogniser), str(corpus / "u0.wav"), "--dtype", "float8"])
     assert "invalid choice: 'float8'" in capsys.readouterr().err
+
+
+def test_timed_rounds_rotate_so_a_drift_within_rounds_favours_no_job():
+    # a clock that runs slower along each round (job k of a round costs 1 + k): without rotation
+    # the first job would always look fastest; rotated, each job's median is the same
+    from stochw2v.evaluate.timing import interleave
+
+    calls: list[str] = []
+    position = {"in_round": 0}
+
+    def job(name):
+        def run():
+            calls.append(name)
+            cost = 1 + position["in_round"] % 3
+            position["in_round"] += 1
+            return cost
+        return run
+
+    results = interleave({name: job(name) for name in "abc"}, repeats=3, warmup=1)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")  # warm-up, then rotated rounds
+    assert all(sorted(costs) == [1, 2, 3] for costs in results.values())  # every place in the round once

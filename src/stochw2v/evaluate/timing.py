@@ -1,6 +1,7 @@
 """One way to time things that are compared: warm each up fully, then interleave the repeats.
 
-Interleaving spreads slow drifts of the machine (frequency, other load) over every candidate, and
+Interleaving spreads slow drifts of the machine (frequency, other load) over every candidate (the
+order rotates between rounds, so no candidate always runs first or last), and
 a full warm-up pass per candidate means no candidate pays another's first-use costs (allocator
 growth, kernel selection for new shapes). The median of the repeats is reported.
 """
@@ -18,16 +19,24 @@ Clock = Callable[[], float]
 
 
 def interleave(jobs: dict[K, Callable[[], T]], repeats: int, warmup: int = 1) -> dict[K, list[T]]:
-    """Run every job `warmup` times (discarded), then `repeats` rounds of all jobs in turn."""
+    """Run every job `warmup` times (discarded), then `repeats` rounds of all jobs in turn, each
+    round starting 1/repeats further along the list.
+
+    Without it a drift within rounds always lands on the same jobs: in a 50-job evaluation (8 models,
+    ~4 min a round) the seed-1 models, first in the list, timed 5-25% faster than the same arms'
+    seed-2 models late in it (EXPERIMENT.md of 2026-12-02). Rotated, each job's repeats sit at
+    different places in the round and the median does not favour the first ones."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
         for job in jobs.values():
             job()
-    results: dict[K, list[T]] = {key: [] for key in jobs}
-    for _ in range(repeats):
-        for key, job in jobs.items():
-            results[key].append(job())
+    keys = list(jobs)
+    results: dict[K, list[T]] = {key: [] for key in keys}
+    for round_index in range(repeats):
+        start = round_index * len(keys) // repeats
+        for key in keys[start:] + keys[:start]:
+            results[key].append(jobs[key]())
     return results
 
 
