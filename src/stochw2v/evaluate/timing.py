@@ -22,10 +22,9 @@ def interleave(jobs: dict[K, Callable[[], T]], repeats: int, warmup: int = 1) ->
     """Run every job `warmup` times (discarded), then `repeats` rounds of all jobs in turn, each
     round starting 1/repeats further along the list.
 
-    Without it a drift within rounds always lands on the same jobs: in a 50-job evaluation (8 models,
-    ~4 min a round) the seed-1 models, first in the list, timed 5-25% faster than the same arms'
-    seed-2 models late in it (EXPERIMENT.md of 2026-12-02). Rotated, each job's repeats sit at
-    different places in the round and the median does not favour the first ones."""
+    Without it a drift within rounds (a round of 8 models x 7 settings over 300 utterances takes
+    minutes) would always land on the same jobs; rotated, each job's repeats sit at different places
+    in the round and the median favours none of them."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     for _ in range(warmup):

@@ -110,21 +110,26 @@ def _check_settings(models: dict[str, CTCModel], per_model: dict[str, list[Compr
                 raise ConfigError(f"{name}: {error}") from None
 
 
-def evaluate_models(models: dict[str, CTCModel], manifest: Manifest, settings: list[Compression] | None = None,
+def evaluate_models(models: dict[str, CTCModel], manifest: Manifest,
+                    settings: list[Compression] | dict[str, list[Compression]] | None = None,
                     repeats: int = 3, max_samples: int = 1_600_000, beam: dict | None = None,
                     progress: bool = True, clock: Clock = time.perf_counter,
                     cascades: dict[str, CascadeConfig] | None = None) -> Evaluation:
     """Every model at every setting (and at its confidence cascade, when given one), timed by the
-    protocol in the module docstring."""
+    protocol in the module docstring. `settings`: one list for every model, a list per model name,
+    or None for each model's trained ones. Models compared by time belong in one call: their passes
+    are interleaved, so a change in the machine's load falls on all of them."""
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     references = prepare_references(manifest, models)
-    per_model = {name: settings or default_settings(model) for name, model in models.items()}
+    chosen = settings if isinstance(settings, dict) else {name: settings for name in models}
+    per_model = {name: chosen.get(name) or default_settings(model) for name, model in models.items()}
     _check_settings(models, per_model)
     dataset = AudioDataset(manifest)
     sampler = BucketBatchSampler(dataset.sizes(), max(max_samples, max(manifest.num_samples)), shuffle=False)
     device = {name: next(m.parameters()).device for name, m in models.items()}
-    batches = {name: [b.to(device[name]) for b in make_loader(dataset, sampler)] for name in models}
+    loaded = list(make_loader(dataset, sampler))  # read once, whatever the number of models
+    batches = {name: [b.to(device[name]) for b in loaded] for name in models}
     decoders = {name: BeamDecoder(m.vocabulary, **beam) if beam else None for name, m in models.items()}
 
     keys: list[tuple[str, Compression | Cascade]] = [(name, s) for name in models for s in per_model[name]]
