@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Trains the shipped recogniser models/stochw2v-synth-en from nothing, on one CPU core (or a GPU):
 # a 20 h synthetic corpus (espeak-ng + flite voices, the sentence list fortunes gives), stochastic
-# pre-training and stochastic CTC fine-tuning in five schedules (each continues the one before's
+# pre-training and stochastic CTC fine-tuning in four schedules (each continues the one before's
 # recogniser, head included), all with augmentation, with two supplements (flite, then festival + flite),
-# the last after growing the model from 4 to 6 layers, then the model folder. Needs festival: `make setup` installs it.
+# then the model folder. Needs festival: `make setup` installs it.
 #   OUT=runs/shipped THREADS=1 bash scripts/train_shipped_model.sh
 # A stage whose run folder has a checkpoint resumes from it.
 set -euo pipefail
@@ -55,13 +55,4 @@ resume=(); [ -f "$OUT/finetune_stage5/checkpoints/checkpoint_last.safetensors" ]
 $PY -m stochw2v finetune --init "$OUT/finetune_stage4/model" --config configs/finetune_shipped_stage5.yaml \
     --train "$OUT/combined5/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage5" --device "$DEVICE" \
     --threads "$THREADS" "${resume[@]}"
-# Stage 6 grows the model: stages 3-5 had flattened at valid CER ~0.16 with the training loss above the
-# validation loss (underfitting), so two transformer layers that start as the identity are appended and the
-# 6-layer model is fine-tuned on stage 5's data.
-[ -f "$OUT/grown6/config.json" ] || $PY -m stochw2v grow "$OUT/finetune_stage5/model" --layers 2 --out "$OUT/grown6"
-resume=(); [ -f "$OUT/finetune_stage6/checkpoints/checkpoint_last.safetensors" ] && resume=(--resume)
-$PY -m stochw2v finetune --init "$OUT/grown6" --config configs/finetune_shipped_stage6.yaml \
-    --train "$OUT/combined5/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage6" --device "$DEVICE" \
-    --threads "$THREADS" "${resume[@]}"
-# float16 storage halves the file (loading casts back to float32); the card's figures are of this file
-$PY -m stochw2v export "$OUT/finetune_stage6/model" --out "$OUT/model" --dtype float16
+$PY -m stochw2v export "$OUT/finetune_stage5/model" --out "$OUT/model"
