@@ -281,15 +281,9 @@ class Trainer:
         planned = min(total, self.position.update + max(0, int(left / per_update)))
         if planned < total:
             optim.max_updates = planned
-            # the s=1 warm-up phase (policy.plain_updates) shrinks with the run, or a short budget would
-            # leave the stochastic draws almost no updates (the demo on a slow machine: 650 of 1,073)
-            policy = self.recipe.policy
-            plain = policy.plain_updates
-            if plain > self.position.update:
-                policy.plain_updates = max(self.position.update, plain * planned // total)
             if self.info.is_main:
-                self._log("plan", {"max_updates": planned, "plain_updates": policy.plain_updates,
-                                   "seconds_per_update": per_update, "budget_minutes": run.max_minutes})
+                self._log("plan", {"max_updates": planned, "seconds_per_update": per_update,
+                                   "budget_minutes": run.max_minutes})
                 tqdm.write(f"{self.progress_name}: {per_update:.3f} s per update; {planned} updates fit "
                            f"run.max_minutes={run.max_minutes:g} (the schedule is shortened to match)")
         return planned
