@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..demo import DEMO_MINUTES
 from ..demo import run_demo as demo
 from ..experiment import ARMS, CORE, ExperimentPlan, run_experiment
 from ..train.distributed import shutdown_distributed
@@ -148,7 +149,7 @@ def add_commands(commands) -> None:
     # model it trains is weak (valid CER 0.5-0.7 at s=1) but off CTC's blank plateau; the shipped one is the good one
     p.add_argument("--pretrain-updates", type=positive_int, default=300)
     p.add_argument("--finetune-updates", type=positive_int, default=1300)
-    p.add_argument("--minutes", type=positive_float, default=14.0,
+    p.add_argument("--minutes", type=positive_float, default=DEMO_MINUTES,
                    help="time for the whole demo: on a slow machine fine-tuning stops early to keep it (the "
                         "schedule shortened to fit, as run.max_minutes does); on ours it does not bind")
     p.set_defaults(run=run_demo)

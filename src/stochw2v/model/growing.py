@@ -8,7 +8,6 @@ every compression setting keeps its meaning (q3=2 still pools from the same laye
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import torch
@@ -40,7 +39,7 @@ def grow_depth(model: Encoder | CTCModel, new_layers: int) -> Encoder | CTCModel
     if isinstance(model, Encoder):
         return grown
     recogniser = CTCModel(grown, model.vocabulary, model.dropout.p)
-    recogniser.head.load_state_dict(copy.deepcopy(model.head.state_dict()))
+    recogniser.head.load_state_dict(model.head.state_dict())  # load_state_dict copies
     return recogniser
 
 
