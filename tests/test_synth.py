@@ -138,3 +138,42 @@ def test_voices_no_engine_has_are_refused_before_synthesis():
                            ("festival:nobody", "festival has no voice 'nobody' installed")):
         with pytest.raises(SynthError, match=message):
             check_voices([voice])
+
+
+def _spectral_centroid(audio, rate=16000):
+    """Mean frequency of the long-term power spectrum below 6 kHz (rises with the formants)."""
+    import numpy as np
+
+    frame = 512
+    frames = np.lib.stride_tricks.sliding_window_view(audio, frame)[::256] * np.hanning(frame)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
+    freqs = np.fft.rfftfreq(frame, 1 / rate)
+    band = freqs < 6000
+    return float((freqs[band] * power[band]).sum() / power[band].sum())
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite could not be installed here (make setup installs it)")
+def test_formant_warp_raises_the_formants_at_the_tempo_and_pitch_drawn(tmp_path):
+    from stochw2v.data.synth import SynthError, Utterance, engine_binary, plan_corpus, synthesize, warp_prosody
+
+    binaries = {"flite": engine_binary("flite")}
+    text = "the quick brown fox jumps over the lazy dog near the bank of the river"
+    made = {}
+    for warp in (1.0, 1.25):
+        speed, pitch = warp_prosody("flite:awb", 100, 120, warp)
+        utterance = Utterance("train", int(warp * 100), text, text.upper(), "flite:awb", speed, pitch, warp)
+        synthesize(utterance, tmp_path, binaries)
+        made[warp], _ = sf.read(str(tmp_path / utterance.relative_path), dtype="float32")
+    assert 0.92 < len(made[1.25]) / len(made[1.0]) < 1.08  # tempo kept
+    assert abs(_median_f0(made[1.25]) - _median_f0(made[1.0])) < 15  # F0 kept
+    assert 1.12 < _spectral_centroid(made[1.25]) / _spectral_centroid(made[1.0]) < 1.4  # formants raised
+
+    sentences = [f"sentence number {i} is spoken here" for i in range(200)]
+    plain = plan_corpus(sentences, 0.2, seed=2, engines=("flite",))
+    warped = plan_corpus(sentences, 0.2, seed=2, engines=("flite",), formant_warp=(1.1, 1.2))
+    assert {u.warp for u in plain} == {1.0}
+    assert all(1.1 <= u.warp <= 1.2 for u in warped) and len({u.warp for u in warped}) > 10
+    with pytest.raises(SynthError, match="--formant-warp must be LOW,HIGH"):
+        plan_corpus(sentences, 0.2, seed=2, formant_warp=(1.3, 1.1))
+    with pytest.raises(SystemExit):  # argparse's clear usage error, before any synthesis
+        main(["synth", "--out", str(tmp_path / "x"), "--hours", "0.01", "--formant-warp", "fast"])

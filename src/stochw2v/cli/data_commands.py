@@ -7,10 +7,23 @@ from pathlib import Path
 
 from ..data import audit_audio, combine_manifests, read_manifest
 from ..data.librispeech import folder_manifest, librispeech_manifest
-from ..data.synth import make_corpus
+from ..data.synth import SynthError, check_formant_warp, make_corpus
 from ..errors import ManifestError
 from ..files import ensure_writable_folder
 from .common import positive_float, positive_int
+
+
+def warp_range(text: str) -> tuple[float, float]:
+    """`--formant-warp LOW,HIGH`, checked the same way as from Python."""
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as 1.1,1.25, got {text!r}") from None
+    try:
+        check_formant_warp((low, high))
+    except SynthError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return low, high
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -19,7 +32,8 @@ def run_synth(args: argparse.Namespace) -> int:
     summary = make_corpus(args.out, args.hours, args.seed, workers, [Path(p) for p in args.text] if args.text else None,
                           engines=tuple(args.engines.split(",")), valid_count=args.valid_utterances,
                           test_count=args.test_utterances, sentence_file=args.sentences,
-                          held_out_voices=tuple(args.held_out_voices.split(",")) if args.held_out_voices else None)
+                          held_out_voices=tuple(args.held_out_voices.split(",")) if args.held_out_voices else None,
+                          formant_warp=args.formant_warp)
     print(f"{args.out}: {summary['audio_seconds'] / 3600:.2f} h of speech in {summary['wall_seconds']} s "
           f"({summary['audio_seconds_per_second']} audio s/s, {workers} processes)")
     for split, info in summary["splits"].items():
@@ -84,6 +98,9 @@ def add_commands(commands) -> None:
     p.add_argument("--test-utterances", type=positive_int, help="size of the test split (default: 5%%)")
     p.add_argument("--held-out-voices", help="comma-separated voices heard only in the test split, e.g. "
                    "flite:slt,en-gb+Mike (default: 4 espeak voices and 1 voice of each other engine, drawn by --seed)")
+    p.add_argument("--formant-warp", type=warp_range, metavar="LOW,HIGH",
+                   help="scale each utterance's formants by a factor drawn in [LOW, HIGH] at unchanged tempo and "
+                   "F0, e.g. 1.1,1.25 for female-like versions of male voices (default: none)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")

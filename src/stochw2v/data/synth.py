@@ -67,6 +67,7 @@ class Utterance:
     voice: str  # espeak accent+variant, or "flite:NAME" / "festival:NAME"
     speed: int  # espeak: words per minute; flite, festival: duration stretch in percent
     pitch: int  # espeak: 0-99; flite, festival: mean F0 in Hz
+    warp: float = 1.0  # formant scale: the audio is played this much faster, speed and pitch compensated
 
     @property
     def relative_path(self) -> str:
@@ -183,6 +184,15 @@ def prosody(voice: str, rng: random.Random) -> tuple[int, int]:
     return rng.randint(130, 200), rng.randint(20, 80)  # words per minute, espeak pitch
 
 
+def warp_prosody(voice: str, speed: int, pitch: int, warp: float) -> tuple[int, int]:
+    """(rate, pitch) to synthesise at so that, sped up `warp` times afterwards, the speech keeps its drawn
+    tempo and F0 and only its formants move (a shorter vocal tract: `warp` 1.2 takes a male voice most of
+    the way to a female one). espeak's pitch scale is not in Hz, so its F0 rises with the formants."""
+    if engine_of(voice) in ("flite", "festival"):
+        return round(speed * warp), round(pitch / warp)  # duration stretch %, mean F0 Hz
+    return round(speed / warp), pitch  # words per minute
+
+
 def _split_voices(engines: tuple[str, ...], rng: random.Random, test_voices: int,
                   held_out_voices: tuple[str, ...] | None) -> tuple[list[str], dict[str, list[str]]]:
     """(held-out voices, seen voices per engine): `test_voices` espeak voices and one voice of each other
@@ -215,14 +225,17 @@ def _split_voices(engines: tuple[str, ...], rng: random.Random, test_voices: int
 def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int = 4,
                 valid_fraction: float = 0.05, test_fraction: float = 0.05,
                 engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
-                test_count: int | None = None, held_out_voices: tuple[str, ...] | None = None) -> list[Utterance]:
-    """Choose every utterance (text, voice, rate, pitch) before any audio is made.
+                test_count: int | None = None, held_out_voices: tuple[str, ...] | None = None,
+                formant_warp: tuple[float, float] | None = None) -> list[Utterance]:
+    """Choose every utterance (text, voice, rate, pitch, formant warp) before any audio is made.
 
     The test split's sentences never occur in train or valid, and it alternates voices never
     heard in training with voices that were. Each engine speaks an equal share of the other
     utterances: drawn over all voices, flite's 4 would speak 1 utterance in 140 next to espeak's
     ~570 (so the shipped model's first corpus had, and its test CER on flite was 0.69).
+    With `formant_warp` (low, high), every utterance's formants are scaled by a factor drawn in that range.
     """
+    check_formant_warp(formant_warp)
     rng = random.Random(seed)
     pool = sentences[:]
     rng.shuffle(pool)
@@ -251,8 +264,21 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
                 engine = rng.choice(sorted(seen)) if len(seen) > 1 else next(iter(seen))
                 voice = rng.choice(seen[engine])
             speed, pitch = prosody(voice, rng)
-            plan.append(Utterance(split, i, text, normalize_text(text), voice, speed, pitch))
+            warp = 1.0
+            if formant_warp is not None:  # drawn only when asked, so corpora without it keep their plans
+                warp = round(rng.uniform(*formant_warp), 3)
+                speed, pitch = warp_prosody(voice, speed, pitch, warp)
+            plan.append(Utterance(split, i, text, normalize_text(text), voice, speed, pitch, warp))
     return plan
+
+
+def check_formant_warp(formant_warp: tuple[float, float] | None) -> None:
+    """A clear error for a warp range that is not 0.5 <= low <= high <= 2."""
+    if formant_warp is None:
+        return
+    if (len(formant_warp) != 2 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in formant_warp)
+            or not 0.5 <= formant_warp[0] <= formant_warp[1] <= 2.0):
+        raise SynthError(f"--formant-warp must be LOW,HIGH with 0.5 <= LOW <= HIGH <= 2, got {formant_warp}")
 
 
 def _command(utterance: Utterance, binaries: dict[str, str], wav: str) -> list[str]:
@@ -282,7 +308,8 @@ def synthesize(utterance: Utterance, out_dir: Path, binaries: dict[str, str]) ->
             raise SynthError(f"synthesis failed for {utterance.relative_path} ({utterance.voice}): "
                              f"{result.stderr.decode(errors='replace').strip()}")
         audio, rate = sf.read(wav, dtype="float32")
-    audio = resample(audio if audio.ndim == 1 else audio.mean(axis=1), rate, SAMPLE_RATE)
+    # Reading the samples as if taken `warp` times faster scales every frequency (and the tempo) by warp.
+    audio = resample(audio if audio.ndim == 1 else audio.mean(axis=1), rate * utterance.warp, SAMPLE_RATE)
     audio = np.clip(audio, -1.0, 1.0)
     path = out_dir / utterance.relative_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +325,8 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
                 text_files: list[Path] | None = None, progress: bool = True,
                 engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
                 test_count: int | None = None, sentence_file: Path | None = None,
-                held_out_voices: tuple[str, ...] | None = None) -> dict:
+                held_out_voices: tuple[str, ...] | None = None,
+                formant_warp: tuple[float, float] | None = None) -> dict:
     """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
         raise SynthError(f"--hours must be a finite number > 0, got {hours}")
@@ -308,7 +336,7 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     binaries = {engine: engine_binary(engine) for engine in engines}
     sentences = read_sentence_list(sentence_file) if sentence_file else load_sentences(text_files)
     plan = plan_corpus(sentences, hours, seed, engines=tuple(engines), valid_count=valid_count, test_count=test_count,
-                       held_out_voices=held_out_voices)
+                       held_out_voices=held_out_voices, formant_warp=formant_warp)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[tuple[Utterance, int]] = []
@@ -327,6 +355,7 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     elapsed = time.perf_counter() - start
 
     summary: dict = {"seed": seed, "hours_requested": hours, "engines": list(engines),
+                     "formant_warp": list(formant_warp) if formant_warp else None,
                      "held_out_voices": sorted({u.voice for u in plan if u.split == "test" and u.index % 2 == 0}),
                      "sentences_available": len(sentences),
                      "splits": {}, "voices": {}}
