@@ -252,6 +252,30 @@ def test_a_wall_clock_budget_shortens_the_run_and_its_schedule(corpus, tmp_path,
     assert trainer.recipe.optim.max_updates == summary["updates"]  # the schedule ends with the run
 
 
+@pytest.mark.filterwarnings("ignore:update .* the codebook has collapsed")
+def test_a_machine_that_slows_down_is_caught_at_the_next_validation(corpus, tmp_path, monkeypatch):
+    from stochw2v.train import trainer as trainer_module
+
+    now, looks = [0.0], [0]
+
+    def clock():  # fast for the calibration, then every look takes three times as long
+        looks[0] += 1
+        now[0] += 0.25 if looks[0] < 60 else 0.75
+        return now[0]
+
+    monkeypatch.setattr(trainer_module.time, "perf_counter", clock)
+    trainer = _trainer(corpus, tmp_path / "run", ["run.max_minutes=0.5", "run.calibration_updates=4",
+                                                  "run.validate_every=5", "optim.max_updates=1000"])
+    summary = trainer.train()
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    first = [entry for entry in logged if entry["split"] == "plan"]
+    replans = [entry["max_updates"] for entry in logged if entry["split"] == "replan"]
+    assert len(first) == 1 and replans and replans[0] < first[0]["max_updates"]
+    assert replans == sorted(replans, reverse=True)  # a plan only shrinks
+    assert summary["updates"] == replans[-1] == trainer.recipe.optim.max_updates  # the schedule ends with the run
+    assert now[0] <= 30 * 1.1  # a 30 s budget; the first plan alone would have run to about 3x that
+
+
 def test_plain_updates_run_the_plainest_setting_before_the_draws_start(corpus, tmp_path):
     trainer = _trainer(corpus, tmp_path / "run", ["policy={squeeze: [2, 3, 4], plain_updates: 4}",
                                                   "run.log_every=1"])

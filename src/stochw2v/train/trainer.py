@@ -227,7 +227,12 @@ class Trainer:
                                  if k not in ("update", "audio_s_per_s", "grad_norm")})
                 self._log("train", record)
             if self.position.update % run.validate_every == 0 or done:
+                started = time.perf_counter()
                 self._validate_and_save(bar)
+                clock["validation"] = time.perf_counter() - started
+                if run.max_minutes and not done and done_here > run.calibration_updates * 3 // 2:
+                    total = self._refit_budget(total, clock)
+                    bar.total = total
             elif self.position.update % run.save_every == 0:
                 self.save()
         bar.close()
@@ -286,6 +291,25 @@ class Trainer:
                                    "budget_minutes": run.max_minutes})
                 tqdm.write(f"{self.progress_name}: {per_update:.3f} s per update; {planned} updates fit "
                            f"run.max_minutes={run.max_minutes:g} (the schedule is shortened to match)")
+        return planned
+
+    def _refit_budget(self, total: int, clock: dict[str, float]) -> int:
+        """At each validation, fit the plan again to the pace since warm-up, validations included: a machine's
+        speed drifts, and the first fit saw a hundred updates and no validation. The plan only shrinks (growing
+        it would raise the learning rate again), and keeps the last validation's time for the final one."""
+        run, optim = self.recipe.run, self.recipe.optim
+        now = time.perf_counter()
+        since_warm = self.position.update - clock["first_update"] - run.calibration_updates // 2
+        per_update = (now - clock["warm"]) / since_warm
+        left = run.max_minutes * 60 - clock["validation"] - (now - clock["start"])
+        planned = max(self.position.update, min(total, self.position.update + int(left / per_update)))
+        if planned < total:
+            optim.max_updates = planned
+            if self.info.is_main:
+                self._log("replan", {"max_updates": planned, "seconds_per_update": per_update,
+                                     "budget_minutes": run.max_minutes})
+                tqdm.write(f"{self.progress_name}: now {per_update:.3f} s per update, validations included; "
+                           f"the run ends at update {planned} to keep run.max_minutes={run.max_minutes:g}")
         return planned
 
     def _skip(self, update: int, setting: Compression, what: str) -> None:
