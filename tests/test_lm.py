@@ -96,6 +96,23 @@ def test_words_of_a_vocabulary_file_are_known_to_the_lm_and_spelled_by_the_beam_
     assert "CAT" not in kenlm.Model(str(tmp_path / "plain" / "lm.arpa"))
 
 
+def test_the_unknown_word_score_decides_between_the_acoustics_and_the_lexicon(tmp_path):
+    text = tmp_path / "train.wrd"
+    text.write_text("THE CAT SAT\nA CAT RAN\nTHE CAT\n" * 10)
+    assert main(["lm", "build", "--text", str(text), "--order", "3", "--out", str(tmp_path / "lm")]) == 0
+    vocab = Vocabulary()
+    logits = torch.full((1, 3, len(vocab)), -10.0)
+    for t, c in enumerate("COT"):  # the acoustics say COT clearly, a word the LM does not list
+        logits[0, t, vocab.tokens.index(c)] = 0.0
+    logits[0, 1, vocab.tokens.index("A")] = -3.0
+    lengths = torch.tensor([3])
+    decoder = BeamDecoder(vocab, 16, tmp_path / "lm", lm_weight=0.5, word_score=0.0, unknown_word_score=0.0)
+    assert decoder(logits, lengths) == ["COT"]  # no cost for leaving the lexicon
+    decoder.set_weights(0.5, 0.0, -1000.0)
+    assert decoder(logits, lengths) == ["CAT"]  # only the LM's words
+    assert BeamDecoder(vocab, 16, tmp_path / "lm", 0.5, 0.0, -1000.0)(logits, lengths) == ["CAT"]
+
+
 def test_lm_build_refuses_a_missing_or_empty_vocabulary(tmp_path, capsys):
     (tmp_path / "train.wrd").write_text("THE CAT\n")
     (tmp_path / "empty.txt").write_text("  \n")
@@ -136,14 +153,16 @@ def test_tuned_weights_are_written_and_used_by_lm_folders(tmp_path):
                  str(tmp_path / "lm")]) == 0
     assert main(["lm", "tune", str(tmp_path / "model"), "--lm", str(tmp_path / "lm"), "--manifest",
                  str(tmp_path / "valid.tsv"), "--beam", "4", "--lm-weights", "0.5,1", "--word-scores", "0,1",
-                 "--compression", "s=1"]) == 0
+                 "--unknown-word-scores=-10,-20", "--compression", "s=1"]) == 0
     tuned = json.loads((tmp_path / "lm" / "decoding.json").read_text())
-    assert len(tuned["grid"]) == 4 and tuned["valid_wer"] == min(g["wer"] for g in tuned["grid"])
+    assert len(tuned["grid"]) == 8 and tuned["valid_wer"] == min(g["wer"] for g in tuned["grid"])
+    assert {g["unknown_word_score"] for g in tuned["grid"]} == {-10.0, -20.0}
     from stochw2v.cli import build_parser
     from stochw2v.cli.common import beam_options
 
     args = build_parser().parse_args(["transcribe", "m", "a.wav", "--lm", str(tmp_path / "lm")])
     assert beam_options(args) == {"beam_width": 4, "lm": str(tmp_path / "lm"), "lm_weight": tuned["lm_weight"],
-                                  "word_score": tuned["word_score"]}
+                                  "word_score": tuned["word_score"],
+                                  "unknown_word_score": tuned["unknown_word_score"]}
     args = build_parser().parse_args(["transcribe", "m", "a.wav", "--lm", str(tmp_path / "lm"), "--lm-weight", "3"])
     assert beam_options(args)["lm_weight"] == 3.0  # what the user says wins

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Stochw2vError
+from ..evaluate.decoding import DEFAULT_UNKNOWN_WORD_SCORE
 from ..evaluate.ngram import tuned_weights
 from ..model import Compression, CTCModel, Model
 from ..sources import load
@@ -108,6 +109,9 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
                         help="LM weight (pyctcdecode alpha; default: the LM folder's tuned value, else 0.5)")
     parser.add_argument("--word-score", type=finite_float, default=None,
                         help="score added per word (beta; default: the tuned value, else 1.0)")
+    parser.add_argument("--unknown-word-score", type=finite_float, default=None,
+                        help="score added for a word the LM does not list (lower: a stricter lexicon, -1000 "
+                             "allows only its words; default: the tuned value, else -10)")
 
 
 def beam_options(args: argparse.Namespace) -> dict | None:
@@ -117,7 +121,9 @@ def beam_options(args: argparse.Namespace) -> dict | None:
     tuned = (tuned_weights(args.lm) if args.lm else None) or {}
     return {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm,
             "lm_weight": args.lm_weight if args.lm_weight is not None else tuned.get("lm_weight", 0.5),
-            "word_score": args.word_score if args.word_score is not None else tuned.get("word_score", 1.0)}
+            "word_score": args.word_score if args.word_score is not None else tuned.get("word_score", 1.0),
+            "unknown_word_score": (args.unknown_word_score if args.unknown_word_score is not None
+                                   else tuned.get("unknown_word_score", DEFAULT_UNKNOWN_WORD_SCORE))}
 
 
 def load_model(path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Model:

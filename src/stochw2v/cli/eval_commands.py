@@ -166,12 +166,14 @@ def run_lm_tune(args: argparse.Namespace) -> int:
     model = load_recogniser(args.model, *model_device_dtype(args))
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     result = tune_lm(model, manifest, Path(args.lm), model.resolve(args.compression), args.beam, args.lm_weights,
-                     args.word_scores)
-    print("| LM weight | word score | valid WER | valid CER |\n|---|---|---|---|")
+                     args.word_scores, args.unknown_word_scores)
+    print("| LM weight | word score | unknown-word score | valid WER | valid CER |\n|---|---|---|---|---|")
     for row in result["grid"]:
-        print(f"| {row['lm_weight']:g} | {row['word_score']:g} | {row['wer']:.3f} | {row['cer']:.3f} |")
-    print(f"best: --lm-weight {result['lm_weight']:g} --word-score {result['word_score']:g} (valid WER "
-          f"{result['valid_wer']:.3f}); written to {Path(args.lm) / 'decoding.json'}, used by --lm {args.lm}")
+        print(f"| {row['lm_weight']:g} | {row['word_score']:g} | {row['unknown_word_score']:g} | {row['wer']:.3f} "
+              f"| {row['cer']:.3f} |")
+    print(f"best: --lm-weight {result['lm_weight']:g} --word-score {result['word_score']:g} --unknown-word-score "
+          f"{result['unknown_word_score']:g} (valid WER {result['valid_wer']:.3f}); written to "
+          f"{Path(args.lm) / 'decoding.json'}, used by --lm {args.lm}")
     return 0
 
 
@@ -192,6 +194,9 @@ def add_lm_commands(commands) -> None:
     q.add_argument("--beam", type=positive_int, default=32)
     q.add_argument("--lm-weights", type=float_list, default=[0.25, 0.5, 0.75, 1.0, 1.5])
     q.add_argument("--word-scores", type=float_list, default=[-1.0, 0.0, 1.0, 2.0])
+    q.add_argument("--unknown-word-scores", type=float_list, default=[-10.0, -20.0],
+                   help="scores for words the LM does not list, written --unknown-word-scores=-10,-20 "
+                   "(default: %(default)s; -10 is pyctcdecode's)")
     q.add_argument("--compression", type=one_setting, default=None, help="setting to tune at (default: the model's)")
     add_threads(q)
     add_device(q)

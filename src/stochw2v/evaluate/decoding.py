@@ -14,19 +14,23 @@ from ..data.text import BLANK, WORD_SEPARATOR, Vocabulary
 from ..errors import ConfigError, MissingFileError
 from ..model.ctc import greedy_decode
 
-__all__ = ["BeamDecoder", "arpa_unigrams", "greedy_decode", "load_kenlm"]
+__all__ = ["DEFAULT_UNKNOWN_WORD_SCORE", "BeamDecoder", "arpa_unigrams", "greedy_decode", "load_kenlm"]
 
 LM_FILE = "lm.arpa"
+DEFAULT_UNKNOWN_WORD_SCORE = -10.0  # pyctcdecode's own default
 
 
 class BeamDecoder:
     """Beam search over CTC outputs; with `lm`, shallow fusion with an n-gram LM.
 
-    lm_weight is pyctcdecode's alpha (LM log-probability scale), word_score its beta (added per word).
+    lm_weight is pyctcdecode's alpha (LM log-probability scale), word_score its beta (added per word),
+    unknown_word_score its unk_score_offset: added for a word, or a word begun, that the LM does not list.
+    Lower is a stricter lexicon; a large negative value such as -1000 allows only the LM's words.
     """
 
     def __init__(self, vocabulary: Vocabulary, beam_width: int = 50, lm: str | Path | None = None,
-                 lm_weight: float = 0.5, word_score: float = 1.0) -> None:
+                 lm_weight: float = 0.5, word_score: float = 1.0,
+                 unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE) -> None:
         if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
             raise ConfigError(f"--beam must be an integer >= 1, got {beam_width!r}")
         from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
@@ -41,13 +45,15 @@ class BeamDecoder:
             unigrams = arpa_unigrams(path) if path.suffix == ".arpa" else None
             if unigrams is not None:
                 check_lm_alphabet(path, unigrams, vocabulary)
-            language_model = LanguageModel(model, unigrams, alpha=lm_weight, beta=word_score)
+            language_model = LanguageModel(model, unigrams, alpha=lm_weight, beta=word_score,
+                                           unk_score_offset=unknown_word_score)
         self.beam_width = beam_width
         self.decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
-    def set_weights(self, lm_weight: float, word_score: float) -> None:
-        """Change the LM weight and word score without reloading the LM (`stochw2v lm tune`)."""
-        self.decoder.reset_params(alpha=lm_weight, beta=word_score)
+    def set_weights(self, lm_weight: float, word_score: float,
+                    unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE) -> None:
+        """Change the LM's weights without reloading it (`stochw2v lm tune`)."""
+        self.decoder.reset_params(alpha=lm_weight, beta=word_score, unk_score_offset=unknown_word_score)
 
     def __call__(self, logits: Tensor, lengths: Tensor) -> list[str]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()

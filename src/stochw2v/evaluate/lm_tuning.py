@@ -1,4 +1,4 @@
-"""`stochw2v lm tune`: the LM weight and word score that give the lowest WER on a valid split.
+"""`stochw2v lm tune`: the LM weight, word score and unknown-word score with the lowest WER on a valid split.
 
 The acoustic model runs once; every (weight, score) pair of the grid re-decodes its outputs.
 The choice is written next to the LM (decoding.json), and `--lm DIR` uses it from then on.
@@ -14,12 +14,13 @@ from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import error_rates
 from ..files import write_json
 from ..model import Compression, CTCModel
-from .decoding import BeamDecoder
+from .decoding import DEFAULT_UNKNOWN_WORD_SCORE, BeamDecoder
 from .references import prepare_references
 
 
 def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression, beam: int,
-            weights: list[float], scores: list[float], progress: bool = True) -> dict:
+            weights: list[float], scores: list[float], unknown_scores: list[float] | None = None,
+            progress: bool = True) -> dict:
     references = prepare_references(manifest, {"model": model})
     dataset = AudioDataset(manifest)
     sampler = BucketBatchSampler(dataset.sizes(), max(1_600_000, max(manifest.num_samples)), shuffle=False)
@@ -29,18 +30,21 @@ def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression,
         for batch in make_loader(dataset, sampler):
             out = model(batch.waveforms.to(next(model.parameters()).device), batch.lengths, setting)
             outputs.append((batch.ids, out.logits.float().cpu(), out.lengths.cpu()))
-    decoder = BeamDecoder(model.vocabulary, beam, lm, weights[0], scores[0])
+    unknown_scores = unknown_scores or [DEFAULT_UNKNOWN_WORD_SCORE]
+    decoder = BeamDecoder(model.vocabulary, beam, lm, weights[0], scores[0], unknown_scores[0])
+    points = [(w, s, u) for w in weights for s in scores for u in unknown_scores]
     grid = []
-    for weight in tqdm(weights, desc="lm tune", disable=not progress, leave=False):
-        for score in scores:
-            decoder.set_weights(weight, score)
-            hypotheses = {}
-            for ids, logits, lengths in outputs:
-                hypotheses.update(zip(ids, decoder(logits, lengths)))
-            counts = error_rates([references[u] for u in references], [hypotheses[u] for u in references])
-            grid.append({"lm_weight": weight, "word_score": score, "wer": counts.wer, "cer": counts.cer})
+    for weight, score, unknown in tqdm(points, desc="lm tune", disable=not progress, leave=False):
+        decoder.set_weights(weight, score, unknown)
+        hypotheses = {}
+        for ids, logits, lengths in outputs:
+            hypotheses.update(zip(ids, decoder(logits, lengths)))
+        counts = error_rates([references[u] for u in references], [hypotheses[u] for u in references])
+        grid.append({"lm_weight": weight, "word_score": score, "unknown_word_score": unknown,
+                     "wer": counts.wer, "cer": counts.cer})
     best = min(grid, key=lambda g: (g["wer"], g["cer"]))
-    result = {"lm_weight": best["lm_weight"], "word_score": best["word_score"], "beam": beam,
+    result = {"lm_weight": best["lm_weight"], "word_score": best["word_score"],
+              "unknown_word_score": best["unknown_word_score"], "beam": beam,
               "valid_wer": best["wer"], "valid_cer": best["cer"], "setting": str(setting),
               "manifest": str(manifest.source), "grid": grid}
     write_json(Path(lm) / "decoding.json", result)
