@@ -115,6 +115,33 @@ def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     assert any(policy.sample(u).has_pooling for u in range(6)) and policy.query.layers == (2,)
 
 
+def _plan_on_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from stochw2v.train.distributed import DistInfo, smallest_on_every_rank
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        results[rank] = smallest_on_every_rank([900, 700][rank], DistInfo(rank, 2, rank, enabled=True))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_time_budget_plan_is_the_same_on_every_rank():
+    import torch.multiprocessing as mp
+
+    from stochw2v.train.distributed import DistInfo, smallest_on_every_rank
+
+    assert smallest_on_every_rank(900, DistInfo()) == 900  # one process: its own plan
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with mp.Manager() as manager:  # each rank timed itself: 900 and 700 updates fit; both must stop at 700
+        results = manager.dict()
+        mp.spawn(_plan_on_rank, args=(port, results), nprocs=2, join=True)
+        assert dict(results) == {0: 700, 1: 700}
+
+
 @pytest.mark.slow
 def test_bad_recipes_and_folders_fail_before_training(corpus, tmp_path):
     with pytest.raises(ValueError, match="unknown recipe key"):

@@ -51,6 +51,16 @@ def ranks_agree(module: torch.nn.Module, info: DistInfo) -> bool:
     return all(torch.equal(gathered[0], other) for other in gathered[1:])
 
 
+def smallest_on_every_rank(value: int, info: DistInfo) -> int:
+    """The smallest of the ranks' values, on every rank: a plan that each rank measured on its own clock
+    must be the same everywhere, or the rank that stops first leaves the others waiting in an all-reduce."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=info.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
 def shutdown_distributed() -> None:
     """Wait for every rank, then close the process group.
 

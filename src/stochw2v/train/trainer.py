@@ -28,7 +28,7 @@ from ..audio.augment import Augmenter
 from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
 from ..errors import ConfigError, TrainingError
 from ..model.compression import Compression
-from .distributed import init_distributed, ranks_agree
+from .distributed import init_distributed, ranks_agree, smallest_on_every_rank
 from .optim import make_optimizer, make_scheduler
 from .run_folder import append_log, prepare_run_folder, tensorboard_writer
 from .state import CHECKPOINTS, LAST, read_checkpoint, save_checkpoint
@@ -283,7 +283,7 @@ class Trainer:
         elapsed = now - clock["start"]
         per_update = (now - clock["warm"]) / run.calibration_updates
         left = run.max_minutes * 60 * 0.92 - elapsed  # 8% kept for validation, saving and the last batches
-        planned = min(total, self.position.update + max(0, int(left / per_update)))
+        planned = smallest_on_every_rank(min(total, self.position.update + max(0, int(left / per_update))), self.info)
         if planned < total:
             optim.max_updates = planned
             if self.info.is_main:
@@ -303,6 +303,7 @@ class Trainer:
         per_update = (now - clock["warm"]) / since_warm
         left = run.max_minutes * 60 - clock["validation"] - (now - clock["start"])
         planned = max(self.position.update, min(total, self.position.update + int(left / per_update)))
+        planned = smallest_on_every_rank(planned, self.info)
         if planned < total:
             optim.max_updates = planned
             if self.info.is_main:
