@@ -111,6 +111,11 @@ def test_the_unknown_word_score_decides_between_the_acoustics_and_the_lexicon(tm
     decoder.set_weights(0.5, 0.0, -1000.0)
     assert decoder(logits, lengths) == ["CAT"]  # only the LM's words
     assert BeamDecoder(vocab, 16, tmp_path / "lm", 0.5, 0.0, -1000.0)(logits, lengths) == ["CAT"]
+    # 'A' at -3 is below a -2 floor: the search never tries it, and no lexicon can bring CAT back
+    assert BeamDecoder(vocab, 16, tmp_path / "lm", 0.5, 0.0, -1000.0, token_min_logp=-2.0)(logits, lengths) != ["CAT"]
+    for bad in ({"token_min_logp": 1.0}, {"beam_prune_logp": float("nan")}):
+        with pytest.raises(stochw2v.Stochw2vError, match="must be a negative log-probability"):
+            BeamDecoder(vocab, 16, tmp_path / "lm", **bad)
 
 
 def test_lm_build_refuses_a_missing_or_empty_vocabulary(tmp_path, capsys):
@@ -153,7 +158,8 @@ def test_tuned_weights_are_written_and_used_by_lm_folders(tmp_path):
                  str(tmp_path / "lm")]) == 0
     assert main(["lm", "tune", str(tmp_path / "model"), "--lm", str(tmp_path / "lm"), "--manifest",
                  str(tmp_path / "valid.tsv"), "--beam", "4", "--lm-weights", "0.5,1", "--word-scores", "0,1",
-                 "--unknown-word-scores=-10,-20", "--compression", "s=1"]) == 0
+                 "--unknown-word-scores=-10,-20", "--token-min-logp=-8", "--beam-prune-logp=-15",
+                 "--compression", "s=1"]) == 0
     tuned = json.loads((tmp_path / "lm" / "decoding.json").read_text())
     assert len(tuned["grid"]) == 8 and tuned["valid_wer"] == min(g["wer"] for g in tuned["grid"])
     assert {g["unknown_word_score"] for g in tuned["grid"]} == {-10.0, -20.0}
@@ -163,6 +169,7 @@ def test_tuned_weights_are_written_and_used_by_lm_folders(tmp_path):
     args = build_parser().parse_args(["transcribe", "m", "a.wav", "--lm", str(tmp_path / "lm")])
     assert beam_options(args) == {"beam_width": 4, "lm": str(tmp_path / "lm"), "lm_weight": tuned["lm_weight"],
                                   "word_score": tuned["word_score"],
-                                  "unknown_word_score": tuned["unknown_word_score"]}
+                                  "unknown_word_score": tuned["unknown_word_score"],
+                                  "token_min_logp": -8.0, "beam_prune_logp": -15.0}
     args = build_parser().parse_args(["transcribe", "m", "a.wav", "--lm", str(tmp_path / "lm"), "--lm-weight", "3"])
     assert beam_options(args)["lm_weight"] == 3.0  # what the user says wins

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Stochw2vError
-from ..evaluate.decoding import DEFAULT_UNKNOWN_WORD_SCORE
+from ..evaluate.decoding import DEFAULT_BEAM_PRUNE_LOGP, DEFAULT_TOKEN_MIN_LOGP, DEFAULT_UNKNOWN_WORD_SCORE
 from ..evaluate.ngram import tuned_weights
 from ..model import Compression, CTCModel, Model
 from ..sources import load
@@ -101,8 +101,18 @@ def add_threads(parser: argparse.ArgumentParser, default: int = 2) -> None:
                         help="torch intra-op threads (default: %(default)s)")
 
 
+def add_search_bounds(parser: argparse.ArgumentParser, tuned: bool = True) -> None:
+    """pyctcdecode's bounds on the beam search (wider: slower, sometimes better)."""
+    where = "the LM folder's, else " if tuned else ""
+    parser.add_argument("--token-min-logp", type=finite_float, default=None if tuned else DEFAULT_TOKEN_MIN_LOGP,
+                        help=f"try a character only above this log-probability (default: {where}-5)")
+    parser.add_argument("--beam-prune-logp", type=finite_float, default=None if tuned else DEFAULT_BEAM_PRUNE_LOGP,
+                        help=f"keep beams within this of the best (default: {where}-10)")
+
+
 def add_decoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beam", type=positive_int, default=None, help="beam width (default: greedy decoding)")
+    add_search_bounds(parser)
     parser.add_argument("--lm", help="n-gram LM: a folder from `stochw2v lm build` (its tuned weights are used), "
                                      "or an ARPA / KenLM binary file")
     parser.add_argument("--lm-weight", type=finite_float, default=None,
@@ -123,7 +133,11 @@ def beam_options(args: argparse.Namespace) -> dict | None:
             "lm_weight": args.lm_weight if args.lm_weight is not None else tuned.get("lm_weight", 0.5),
             "word_score": args.word_score if args.word_score is not None else tuned.get("word_score", 1.0),
             "unknown_word_score": (args.unknown_word_score if args.unknown_word_score is not None
-                                   else tuned.get("unknown_word_score", DEFAULT_UNKNOWN_WORD_SCORE))}
+                                   else tuned.get("unknown_word_score", DEFAULT_UNKNOWN_WORD_SCORE)),
+            "token_min_logp": (args.token_min_logp if args.token_min_logp is not None
+                               else tuned.get("token_min_logp", DEFAULT_TOKEN_MIN_LOGP)),
+            "beam_prune_logp": (args.beam_prune_logp if args.beam_prune_logp is not None
+                                else tuned.get("beam_prune_logp", DEFAULT_BEAM_PRUNE_LOGP))}
 
 
 def load_model(path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Model:
@@ -147,6 +161,6 @@ def existing_file(path: str, what: str) -> Path:
     return file
 
 
-__all__ = ["add_decoding", "add_device", "add_threads", "beam_options", "existing_file", "finite_float",
-           "load_model", "load_recogniser", "one_setting", "positive_float", "positive_int", "resolve_device",
-           "settings_list"]
+__all__ = ["add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options", "existing_file",
+           "finite_float", "load_model", "load_recogniser", "one_setting", "positive_float", "positive_int",
+           "resolve_device", "settings_list"]

@@ -24,6 +24,7 @@ from ..model import Compression, CTCModel
 from .common import (
     add_decoding,
     add_device,
+    add_search_bounds,
     add_threads,
     beam_options,
     load_recogniser,
@@ -166,7 +167,7 @@ def run_lm_tune(args: argparse.Namespace) -> int:
     model = load_recogniser(args.model, *model_device_dtype(args))
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     result = tune_lm(model, manifest, Path(args.lm), model.resolve(args.compression), args.beam, args.lm_weights,
-                     args.word_scores, args.unknown_word_scores)
+                     args.word_scores, args.unknown_word_scores, args.token_min_logp, args.beam_prune_logp)
     print("| LM weight | word score | unknown-word score | valid WER | valid CER |\n|---|---|---|---|---|")
     for row in result["grid"]:
         print(f"| {row['lm_weight']:g} | {row['word_score']:g} | {row['unknown_word_score']:g} | {row['wer']:.3f} "
@@ -197,6 +198,7 @@ def add_lm_commands(commands) -> None:
     q.add_argument("--unknown-word-scores", type=float_list, default=[-10.0, -20.0],
                    help="scores for words the LM does not list, written --unknown-word-scores=-10,-20 "
                    "(default: %(default)s; -10 is pyctcdecode's)")
+    add_search_bounds(q, tuned=False)
     q.add_argument("--compression", type=one_setting, default=None, help="setting to tune at (default: the model's)")
     add_threads(q)
     add_device(q)

@@ -5,6 +5,7 @@ one). The LM is checked before decoding starts: readable, and spelled in the mod
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from ..data.text import BLANK, WORD_SEPARATOR, Vocabulary
 from ..errors import ConfigError, MissingFileError
 from ..model.ctc import greedy_decode
 
-__all__ = ["DEFAULT_UNKNOWN_WORD_SCORE", "BeamDecoder", "arpa_unigrams", "greedy_decode", "load_kenlm"]
+__all__ = ["DEFAULT_BEAM_PRUNE_LOGP", "DEFAULT_TOKEN_MIN_LOGP", "DEFAULT_UNKNOWN_WORD_SCORE", "BeamDecoder",
+           "arpa_unigrams", "greedy_decode", "load_kenlm"]
 
 LM_FILE = "lm.arpa"
 DEFAULT_UNKNOWN_WORD_SCORE = -10.0  # pyctcdecode's own default
+DEFAULT_TOKEN_MIN_LOGP, DEFAULT_BEAM_PRUNE_LOGP = -5.0, -10.0  # pyctcdecode's own defaults
 
 
 class BeamDecoder:
@@ -26,13 +29,20 @@ class BeamDecoder:
     lm_weight is pyctcdecode's alpha (LM log-probability scale), word_score its beta (added per word),
     unknown_word_score its unk_score_offset: added for a word, or a word begun, that the LM does not list.
     Lower is a stricter lexicon; a large negative value such as -1000 allows only the LM's words.
+    token_min_logp and beam_prune_logp bound the search (pyctcdecode's names): a character is tried only
+    where its log-probability is above the first, and a beam is kept only within the second of the best.
     """
 
     def __init__(self, vocabulary: Vocabulary, beam_width: int = 50, lm: str | Path | None = None,
                  lm_weight: float = 0.5, word_score: float = 1.0,
-                 unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE) -> None:
+                 unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE,
+                 token_min_logp: float = DEFAULT_TOKEN_MIN_LOGP,
+                 beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP) -> None:
         if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
             raise ConfigError(f"--beam must be an integer >= 1, got {beam_width!r}")
+        for name, value in (("--token-min-logp", token_min_logp), ("--beam-prune-logp", beam_prune_logp)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value < 0):
+                raise ConfigError(f"{name} must be a negative log-probability, got {value!r}")
         from pyctcdecode import Alphabet, BeamSearchDecoderCTC, LanguageModel
 
         labels = ["" if t == BLANK else " " if t == WORD_SEPARATOR else t for t in vocabulary.tokens]
@@ -48,6 +58,8 @@ class BeamDecoder:
             language_model = LanguageModel(model, unigrams, alpha=lm_weight, beta=word_score,
                                            unk_score_offset=unknown_word_score)
         self.beam_width = beam_width
+        self.search = {"beam_width": beam_width, "token_min_logp": float(token_min_logp),
+                       "beam_prune_logp": float(beam_prune_logp)}
         self.decoder = BeamSearchDecoderCTC(alphabet, language_model)
 
     def set_weights(self, lm_weight: float, word_score: float,
@@ -57,7 +69,7 @@ class BeamDecoder:
 
     def __call__(self, logits: Tensor, lengths: Tensor) -> list[str]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()
-        return [" ".join(self.decoder.decode(lp[:n], beam_width=self.beam_width).split())
+        return [" ".join(self.decoder.decode(lp[:n], **self.search).split())
                 for lp, n in zip(log_probs, lengths.tolist())]
 
 

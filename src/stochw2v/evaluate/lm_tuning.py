@@ -14,12 +14,13 @@ from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import error_rates
 from ..files import write_json
 from ..model import Compression, CTCModel
-from .decoding import DEFAULT_UNKNOWN_WORD_SCORE, BeamDecoder
+from .decoding import DEFAULT_BEAM_PRUNE_LOGP, DEFAULT_TOKEN_MIN_LOGP, DEFAULT_UNKNOWN_WORD_SCORE, BeamDecoder
 from .references import prepare_references
 
 
 def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression, beam: int,
             weights: list[float], scores: list[float], unknown_scores: list[float] | None = None,
+            token_min_logp: float = DEFAULT_TOKEN_MIN_LOGP, beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP,
             progress: bool = True) -> dict:
     references = prepare_references(manifest, {"model": model})
     dataset = AudioDataset(manifest)
@@ -31,7 +32,8 @@ def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression,
             out = model(batch.waveforms.to(next(model.parameters()).device), batch.lengths, setting)
             outputs.append((batch.ids, out.logits.float().cpu(), out.lengths.cpu()))
     unknown_scores = unknown_scores or [DEFAULT_UNKNOWN_WORD_SCORE]
-    decoder = BeamDecoder(model.vocabulary, beam, lm, weights[0], scores[0], unknown_scores[0])
+    decoder = BeamDecoder(model.vocabulary, beam, lm, weights[0], scores[0], unknown_scores[0], token_min_logp,
+                          beam_prune_logp)
     points = [(w, s, u) for w in weights for s in scores for u in unknown_scores]
     grid = []
     for weight, score, unknown in tqdm(points, desc="lm tune", disable=not progress, leave=False):
@@ -45,6 +47,7 @@ def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression,
     best = min(grid, key=lambda g: (g["wer"], g["cer"]))
     result = {"lm_weight": best["lm_weight"], "word_score": best["word_score"],
               "unknown_word_score": best["unknown_word_score"], "beam": beam,
+              "token_min_logp": token_min_logp, "beam_prune_logp": beam_prune_logp,
               "valid_wer": best["wer"], "valid_cer": best["cer"], "setting": str(setting),
               "manifest": str(manifest.source), "grid": grid}
     write_json(Path(lm) / "decoding.json", result)
