@@ -17,7 +17,7 @@ run lm build --text "$OUT/data/train.wrd" --order 4 --out "$MODEL/lm" --vocabula
 # beam 100, not 32: valid WER 0.217 against 0.235 for stage 5's recogniser (the grid's best of each), ~3x the decoding
 # time; the wider search bounds (-8 / -15, not -5 / -10) and an unknown-word score of -20: 0.201, ~3x again
 run lm tune "$MODEL" --lm "$MODEL/lm" --manifest "$OUT/data/valid.tsv" --beam 100 --compression s=1 --threads "$THREADS" \
-    --lm-weights 0.35,0.45,0.55,0.65 --word-scores=-2,-1,0 --unknown-word-scores=-10,-20,-40 \
+    --lm-weights 0.45,0.55,0.65 --word-scores=-1,0 --unknown-word-scores=-20,-40 \
     --token-min-logp=-8 --beam-prune-logp=-15
 run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/lm" --lm "$MODEL/lm" --repeats 1 \
     --threads "$THREADS"
