@@ -124,20 +124,20 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
                              "allows only its words; default: the tuned value, else -10)")
 
 
+BEAM_DEFAULTS = {"lm_weight": 0.5, "word_score": 1.0, "unknown_word_score": DEFAULT_UNKNOWN_WORD_SCORE,
+                 "token_min_logp": DEFAULT_TOKEN_MIN_LOGP, "beam_prune_logp": DEFAULT_BEAM_PRUNE_LOGP}
+
+
 def beam_options(args: argparse.Namespace) -> dict | None:
     """Beam search settings, or None for greedy decoding; a tuned LM folder supplies its weights."""
     if not args.beam and not args.lm:
         return None
     tuned = (tuned_weights(args.lm) if args.lm else None) or {}
-    return {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm,
-            "lm_weight": args.lm_weight if args.lm_weight is not None else tuned.get("lm_weight", 0.5),
-            "word_score": args.word_score if args.word_score is not None else tuned.get("word_score", 1.0),
-            "unknown_word_score": (args.unknown_word_score if args.unknown_word_score is not None
-                                   else tuned.get("unknown_word_score", DEFAULT_UNKNOWN_WORD_SCORE)),
-            "token_min_logp": (args.token_min_logp if args.token_min_logp is not None
-                               else tuned.get("token_min_logp", DEFAULT_TOKEN_MIN_LOGP)),
-            "beam_prune_logp": (args.beam_prune_logp if args.beam_prune_logp is not None
-                                else tuned.get("beam_prune_logp", DEFAULT_BEAM_PRUNE_LOGP))}
+    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm}
+    for key, default in BEAM_DEFAULTS.items():  # what the user says wins, then the tuned value, then ours
+        given = getattr(args, key)
+        options[key] = given if given is not None else tuned.get(key, default)
+    return options
 
 
 def load_model(path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Model:

@@ -57,7 +57,6 @@ class BeamDecoder:
                 check_lm_alphabet(path, unigrams, vocabulary)
             language_model = LanguageModel(model, unigrams, alpha=lm_weight, beta=word_score,
                                            unk_score_offset=unknown_word_score)
-        self.beam_width = beam_width
         self.search = {"beam_width": beam_width, "token_min_logp": float(token_min_logp),
                        "beam_prune_logp": float(beam_prune_logp)}
         self.decoder = BeamSearchDecoderCTC(alphabet, language_model)

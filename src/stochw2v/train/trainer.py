@@ -231,7 +231,7 @@ class Trainer:
                 self._validate_and_save(bar)
                 clock["validation"] = time.perf_counter() - started
                 if run.max_minutes and not done and done_here > run.calibration_updates * 3 // 2:
-                    total = self._refit_budget(total, clock)
+                    total = self._fit_budget(total, clock, refit=True)
                     bar.total = total
             elif self.position.update % run.save_every == 0:
                 self.save()
@@ -276,41 +276,32 @@ class Trainer:
         record.update({k: v for k, v in self.summarize(_add_sums(r.sums for r in results)).items() if k != "loss"})
         return record
 
-    def _fit_budget(self, total: int, clock: dict[str, float]) -> int:
-        """Shorten the run (and its schedule, which reads optim.max_updates) to fit run.max_minutes."""
-        run, optim = self.recipe.run, self.recipe.optim
-        now = time.perf_counter()
-        elapsed = now - clock["start"]
-        per_update = (now - clock["warm"]) / run.calibration_updates
-        left = run.max_minutes * 60 * 0.92 - elapsed  # 8% kept for validation, saving and the last batches
-        planned = smallest_on_every_rank(min(total, self.position.update + max(0, int(left / per_update))), self.info)
-        if planned < total:
-            optim.max_updates = planned
-            if self.info.is_main:
-                self._log("plan", {"max_updates": planned, "seconds_per_update": per_update,
-                                   "budget_minutes": run.max_minutes})
-                tqdm.write(f"{self.progress_name}: {per_update:.3f} s per update; {planned} updates fit "
-                           f"run.max_minutes={run.max_minutes:g} (the schedule is shortened to match)")
-        return planned
+    def _fit_budget(self, total: int, clock: dict[str, float], refit: bool = False) -> int:
+        """Shorten the run (and its schedule, which reads optim.max_updates) to fit run.max_minutes.
 
-    def _refit_budget(self, total: int, clock: dict[str, float]) -> int:
-        """At each validation, fit the plan again to the pace since warm-up, validations included: a machine's
-        speed drifts, and the first fit saw a hundred updates and no validation. The plan only shrinks (growing
-        it would raise the learning rate again), and keeps the last validation's time for the final one."""
+        The first fit times the calibration updates and keeps 8% back for validation, saving and the last
+        batches. A refit, at each validation, times every update since warm-up, validations included (a
+        machine's speed drifts), and keeps the last validation's time for the final one. A plan only shrinks:
+        growing it would raise the learning rate again. Every rank follows the smallest plan."""
         run, optim = self.recipe.run, self.recipe.optim
         now = time.perf_counter()
-        since_warm = self.position.update - clock["first_update"] - run.calibration_updates // 2
-        per_update = (now - clock["warm"]) / since_warm
-        left = run.max_minutes * 60 - clock["validation"] - (now - clock["start"])
-        planned = max(self.position.update, min(total, self.position.update + int(left / per_update)))
+        if refit:
+            timed = self.position.update - clock["first_update"] - run.calibration_updates // 2
+            left = run.max_minutes * 60 - clock["validation"] - (now - clock["start"])
+        else:
+            timed = run.calibration_updates
+            left = run.max_minutes * 60 * 0.92 - (now - clock["start"])
+        per_update = (now - clock["warm"]) / timed
+        planned = min(total, self.position.update + max(0, int(left / per_update)))
         planned = smallest_on_every_rank(planned, self.info)
         if planned < total:
             optim.max_updates = planned
             if self.info.is_main:
-                self._log("replan", {"max_updates": planned, "seconds_per_update": per_update,
-                                     "budget_minutes": run.max_minutes})
-                tqdm.write(f"{self.progress_name}: now {per_update:.3f} s per update, validations included; "
-                           f"the run ends at update {planned} to keep run.max_minutes={run.max_minutes:g}")
+                self._log("replan" if refit else "plan", {"max_updates": planned, "seconds_per_update": per_update,
+                                                          "budget_minutes": run.max_minutes})
+                tqdm.write(f"{self.progress_name}: {per_update:.3f} s per update"
+                           f"{', validations included' if refit else ''}; the run ends at update {planned} to "
+                           f"fit run.max_minutes={run.max_minutes:g} (the schedule is shortened to match)")
         return planned
 
     def _skip(self, update: int, setting: Compression, what: str) -> None:
