@@ -79,6 +79,29 @@ def test_each_engine_speaks_an_equal_share_and_chosen_voices_stay_out_of_trainin
                     held_out_voices=("flite:kal", "flite:kal16", "flite:awb", "flite:rms", "flite:slt"))
 
 
+def test_voice_sampling_remakes_the_plan_from_before_the_equal_shares():
+    """`voice` draws over every seen voice, as plans did when the shipped model's first corpus was made: with
+    espeak's hundreds of voices beside flite's 4, flite speaks about 4 in every N; one engine alone plans the same."""
+    from collections import Counter
+
+    from stochw2v.data.synth import SynthError, plan_corpus, voice_pool
+
+    sentences = [f"sentence number {i} is spoken here" for i in range(400)]
+    plan = plan_corpus(sentences, 3.0, seed=1, engines=("espeak", "flite"), voice_sampling="voice")
+    train = [u for u in plan if u.split == "train"]
+    seen_voices = sum(len(v) for v in voice_pool(("espeak", "flite")).values()) - 5
+    flite = Counter(u.voice.startswith("flite:") for u in train)[True]
+    expected = len(train) * 4 / seen_voices
+    assert abs(flite - expected) < 4 * expected ** 0.5 + 1, (flite, expected)
+    held = {u.voice for u in plan if u.split == "test" and u.index % 2 == 0}
+    assert held == {u.voice for u in plan_corpus(sentences, 3.0, seed=1, engines=("espeak", "flite"))
+                    if u.split == "test" and u.index % 2 == 0}  # the same voices are held out either way
+    assert not held & {u.voice for u in plan if u.split != "test"}
+    assert plan_corpus(sentences, 0.2, seed=4, voice_sampling="voice") == plan_corpus(sentences, 0.2, seed=4)
+    with pytest.raises(SynthError, match="--voice-sampling must be one of"):
+        plan_corpus(sentences, 0.1, seed=1, voice_sampling="speaker")
+
+
 def _median_f0(audio, rate=16000):
     """Crude pitch: autocorrelation peak over voiced 40 ms frames (enough to tell 90 Hz from 200 Hz)."""
     import numpy as np

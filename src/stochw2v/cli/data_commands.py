@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data import audit_audio, combine_manifests, read_manifest
 from ..data.librispeech import folder_manifest, librispeech_manifest
-from ..data.synth import SynthError, check_formant_warp, make_corpus
+from ..data.synth import VOICE_SAMPLING, SynthError, check_formant_warp, make_corpus
 from ..errors import ManifestError
 from ..files import ensure_writable_folder
 from .common import positive_float, positive_int
@@ -33,7 +33,7 @@ def run_synth(args: argparse.Namespace) -> int:
                           engines=tuple(args.engines.split(",")), valid_count=args.valid_utterances,
                           test_count=args.test_utterances, sentence_file=args.sentences,
                           held_out_voices=tuple(args.held_out_voices.split(",")) if args.held_out_voices else None,
-                          formant_warp=args.formant_warp)
+                          formant_warp=args.formant_warp, voice_sampling=args.voice_sampling)
     print(f"{args.out}: {summary['audio_seconds'] / 3600:.2f} h of speech in {summary['wall_seconds']} s "
           f"({summary['audio_seconds_per_second']} audio s/s, {workers} processes)")
     for split, info in summary["splits"].items():
@@ -101,6 +101,10 @@ def add_commands(commands) -> None:
     p.add_argument("--formant-warp", type=warp_range, metavar="LOW,HIGH",
                    help="scale each utterance's formants by a factor drawn in [LOW, HIGH] at unchanged tempo and "
                    "F0, e.g. 1.1,1.25 for female-like versions of male voices (default: none)")
+    p.add_argument("--voice-sampling", choices=VOICE_SAMPLING, default="engine",
+                   help="engine: each engine speaks an equal share (default); voice: every voice is equally likely, "
+                   "so espeak's ~570 outnumber flite's 4 (the plan before the equal shares: it remakes the shipped "
+                   "model's first corpus)")
     p.set_defaults(run=run_synth)
 
     p = commands.add_parser("manifest", help="write fairseq manifests (.tsv/.wrd/.ltr)")

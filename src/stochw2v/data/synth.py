@@ -55,6 +55,8 @@ ENGINES = ("espeak", "flite", "festival")
 _BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 _PACKAGES = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival festvox-kallpc16k festvox-kdlpc16k"}
 SPLITS = ("train", "valid", "test")
+# how a train/valid (or seen test) utterance picks its voice: an engine first, then one of its voices; or any voice
+VOICE_SAMPLING = ("engine", "voice")
 _SPOKEN = re.compile(r"^[A-Za-z' ,.!?;:]+$")
 
 
@@ -226,16 +228,21 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
                 valid_fraction: float = 0.05, test_fraction: float = 0.05,
                 engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
                 test_count: int | None = None, held_out_voices: tuple[str, ...] | None = None,
-                formant_warp: tuple[float, float] | None = None) -> list[Utterance]:
+                formant_warp: tuple[float, float] | None = None,
+                voice_sampling: str = "engine") -> list[Utterance]:
     """Choose every utterance (text, voice, rate, pitch, formant warp) before any audio is made.
 
     The test split's sentences never occur in train or valid, and it alternates voices never
     heard in training with voices that were. Each engine speaks an equal share of the other
     utterances: drawn over all voices, flite's 4 would speak 1 utterance in 140 next to espeak's
     ~570 (so the shipped model's first corpus had, and its test CER on flite was 0.69).
+    `voice_sampling="voice"` draws every seen voice equally instead: the plan as it was before the equal
+    shares, kept so that corpora made then (the shipped model's first) can be made again, utterance for utterance.
     With `formant_warp` (low, high), every utterance's formants are scaled by a factor drawn in that range.
     """
     check_formant_warp(formant_warp)
+    if voice_sampling not in VOICE_SAMPLING:
+        raise SynthError(f"--voice-sampling must be one of {list(VOICE_SAMPLING)}, got {voice_sampling!r}")
     rng = random.Random(seed)
     pool = sentences[:]
     rng.shuffle(pool)
@@ -245,6 +252,7 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
     if not by_split["train"]:
         raise SynthError(f"only {len(pool)} usable sentences: too few for three splits")
     held_out, seen = _split_voices(tuple(engines), rng, test_voices, held_out_voices)
+    every_seen_voice = [v for engine in seen for v in seen[engine]]  # voice_pool's engine order
 
     mean_chars = sum(len(s) for s in pool) / len(pool)
     total = max(3, math.ceil(hours * 3600 / (mean_chars / 15.0)))  # speech runs about 15 chars/s
@@ -260,6 +268,8 @@ def plan_corpus(sentences: list[str], hours: float, seed: int, test_voices: int 
             text = texts[order[i % len(order)]]
             if split == "test" and i % 2 == 0:  # alternate held-out and seen voices; every held-out voice is used
                 voice = held_out[(i // 2) % len(held_out)]
+            elif voice_sampling == "voice":
+                voice = rng.choice(every_seen_voice)
             else:
                 engine = rng.choice(sorted(seen)) if len(seen) > 1 else next(iter(seen))
                 voice = rng.choice(seen[engine])
@@ -326,7 +336,7 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
                 engines: tuple[str, ...] = ("espeak",), valid_count: int | None = None,
                 test_count: int | None = None, sentence_file: Path | None = None,
                 held_out_voices: tuple[str, ...] | None = None,
-                formant_warp: tuple[float, float] | None = None) -> dict:
+                formant_warp: tuple[float, float] | None = None, voice_sampling: str = "engine") -> dict:
     """Generate the corpus; returns a summary (utterances, seconds, throughput per split)."""
     if not (isinstance(hours, (int, float)) and math.isfinite(hours) and hours > 0):
         raise SynthError(f"--hours must be a finite number > 0, got {hours}")
@@ -336,7 +346,7 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     binaries = {engine: engine_binary(engine) for engine in engines}
     sentences = read_sentence_list(sentence_file) if sentence_file else load_sentences(text_files)
     plan = plan_corpus(sentences, hours, seed, engines=tuple(engines), valid_count=valid_count, test_count=test_count,
-                       held_out_voices=held_out_voices, formant_warp=formant_warp)
+                       held_out_voices=held_out_voices, formant_warp=formant_warp, voice_sampling=voice_sampling)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results: list[tuple[Utterance, int]] = []
@@ -355,7 +365,7 @@ def make_corpus(out_dir: str | Path, hours: float, seed: int = 0, workers: int =
     elapsed = time.perf_counter() - start
 
     summary: dict = {"seed": seed, "hours_requested": hours, "engines": list(engines),
-                     "formant_warp": list(formant_warp) if formant_warp else None,
+                     "formant_warp": list(formant_warp) if formant_warp else None, "voice_sampling": voice_sampling,
                      "held_out_voices": sorted({u.voice for u in plan if u.split == "test" and u.index % 2 == 0}),
                      "sentences_available": len(sentences),
                      "splits": {}, "voices": {}}
