@@ -71,4 +71,26 @@ resume=(); [ -f "$OUT/finetune_stage7/checkpoints/checkpoint_last.safetensors" ]
 $PY -m stochw2v finetune --init "$OUT/finetune_stage5/model" --config configs/finetune_shipped_stage7.yaml \
     --train "$OUT/combined7/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage7" --device "$DEVICE" \
     --threads "$THREADS" "${resume[@]}"
-$PY -m stochw2v export "$OUT/finetune_stage7/model" --out "$OUT/model"
+# Stage 8 spends half its updates at s=1 (policy.squeeze_weights) on the first corpus, the same sentences and held-out
+# voices planned with equal engine shares (new espeak draws; flite's 4 training voices speak half), and 2 h each of
+# festival + flite and of formant-warped speech drawn anew.
+if [ ! -f "$OUT/equal_shares/corpus.json" ]; then
+    $PY -m stochw2v synth --out "$OUT/equal_shares" --hours "$HOURS" --engines espeak,flite --seed 1 --workers 2 \
+        --valid-utterances 300 --test-utterances 600 "${text[@]}"
+fi
+if [ ! -f "$OUT/festival8/corpus.json" ]; then
+    $PY -m stochw2v synth --out "$OUT/festival8" --hours 2 --engines festival,flite --seed 8 --workers 2 \
+        --sentences "$OUT/flite/sentences.txt" --held-out-voices flite:slt --valid-utterances 10 --test-utterances 10
+fi
+if [ ! -f "$OUT/warped8/corpus.json" ]; then
+    $PY -m stochw2v synth --out "$OUT/warped8" --hours 2 --engines flite,festival --seed 9 --workers 2 \
+        --sentences "$OUT/flite/sentences.txt" --held-out-voices flite:slt --valid-utterances 10 --test-utterances 10 \
+        --formant-warp 1.05,1.3
+fi
+$PY -m stochw2v manifest combine "$OUT/data/train.tsv" "$OUT/equal_shares/train.tsv" "$OUT/festival8/train.tsv" \
+    "$OUT/warped8/train.tsv" --out "$OUT/combined8" --name train
+resume=(); [ -f "$OUT/finetune_stage8/checkpoints/checkpoint_last.safetensors" ] && resume=(--resume)
+$PY -m stochw2v finetune --init "$OUT/finetune_stage7/model" --config configs/finetune_shipped_stage8.yaml \
+    --train "$OUT/combined8/train.tsv" --valid "$OUT/data/valid.tsv" --out "$OUT/finetune_stage8" --device "$DEVICE" \
+    --threads "$THREADS" "${resume[@]}"
+$PY -m stochw2v export "$OUT/finetune_stage8/model" --out "$OUT/model"

@@ -83,6 +83,26 @@ def test_policy_draws_each_part_with_its_configured_probability():
     assert all(POOLING.covers(c, num_layers=4) for c in draws)
 
 
+def test_squeeze_weights_tilt_the_draw_and_survive_the_config_round_trip():
+    from stochw2v.train.recipe import PolicyRecipe
+
+    tilted = StochasticPolicy(**{**POOLING.__dict__, "squeeze_weights": (3, 1, 1, 1)})
+    share = Counter(tilted.sample(u).squeeze for u in range(6000))
+    assert abs(share[1] / 6000 - 0.5) < 0.03 and all(abs(share[s] / 6000 - 1 / 6) < 0.03 for s in (2, 3, 4))
+    again = StochasticPolicy.from_dict(tilted.to_dict())  # what config.json keeps
+    assert again == tilted and [again.sample(u) for u in range(50)] == [tilted.sample(u) for u in range(50)]
+    assert "s=1 (50%)" in tilted.describe() and tilted.covers("s=4,q3=2", 4)
+    # equal weights are the uniform draw, the same stream as before the option existed
+    assert StochasticPolicy(**{**POOLING.__dict__, "squeeze_weights": (2, 2, 2, 2)}) == POOLING
+    assert "squeeze_weights" not in POOLING.to_dict()
+    # a recipe pairs weights with factors as written, whatever their order
+    recipe = PolicyRecipe(squeeze=[4, 1, 2], squeeze_weights=[1, 2, 1]).policy(seed=0)
+    assert recipe.squeeze == (1, 2, 4) and recipe.squeeze_weights == (2.0, 1.0, 1.0)
+    for bad in ((1, 1), (1, 1, 1, 0), (1, 1, 1, float("nan")), (1, True, 1, 1)):
+        with pytest.raises(ValueError, match="squeeze_weights must be 4 numbers > 0"):
+            StochasticPolicy(squeeze=(1, 2, 3, 4), squeeze_weights=bad)
+
+
 def test_policy_coverage_is_exactly_what_it_can_draw():
     covers = lambda text: POOLING.covers(text, num_layers=4)  # noqa: E731
     assert covers("s=2") and covers("s=2,kv=3") and covers("s=4,q3=2") and covers("s=1,q2=2,q3=2,kv1=2")

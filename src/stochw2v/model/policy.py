@@ -2,7 +2,9 @@
 
 Per update, identically on every rank (the draw depends only on the seed and the update):
 
-1. the squeeze factor, uniformly from `squeeze`;
+1. the squeeze factor, uniformly from `squeeze` (the paper), or in proportion to `squeeze_weights`
+   (e.g. [2, 1, 1, 1]: half the updates at s=1, to fine-tune a stochastic model towards its most accurate
+   setting while it keeps serving the others);
 2. query pooling: each layer of `query.layers` pools its queries with probability
    `query.prob`, at a factor drawn from `query.factors`, unless that would take the total
    factor (squeeze x query factors) past `max_total_factor`;
@@ -19,6 +21,7 @@ it with non-zero probability.
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -84,10 +87,12 @@ class StochasticPolicy:
     max_total_factor: int = 0  # cap on squeeze x query factors; 0: max(squeeze) x max(query factor)
     patterns: tuple[str, ...] = ()  # if given: one of these settings per update, uniformly
     seed: int = 0
+    squeeze_weights: tuple[float, ...] = ()  # one per squeeze factor in ascending order; () = uniform
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "squeeze", _ints(self.squeeze, "squeeze"))
+        set_(self, "squeeze_weights", self._checked_weights(self.squeeze_weights))
         query = self.query if isinstance(self.query, LayerPooling) else LayerPooling(**self.query)
         kv = self.kv if isinstance(self.kv, LayerPooling) else LayerPooling(**self.kv)
         set_(self, "query", query.validated("query"))
@@ -106,6 +111,19 @@ class StochasticPolicy:
             raise ConfigError(f"policy max_total_factor={self.max_total_factor} is below the largest squeeze "
                               f"{max(self.squeeze)}")
 
+    def _checked_weights(self, weights: Iterable[Any]) -> tuple[float, ...]:
+        weights = tuple(weights)
+        if not weights:
+            return ()
+        if len(weights) != len(self.squeeze) or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0
+                for w in weights):
+            raise ConfigError(f"policy squeeze_weights must be {len(self.squeeze)} numbers > 0, one per squeeze "
+                              f"factor {list(self.squeeze)} (ascending), got {list(weights)!r}")
+        if len(set(weights)) == 1:
+            return ()  # equal weights are the uniform draw, and sample the same stream
+        return tuple(float(w) for w in weights)
+
     # ------------------------------------------------------------ builders
     @classmethod
     def fixed(cls, compression: CompressionLike, seed: int = 0) -> "StochasticPolicy":
@@ -115,7 +133,7 @@ class StochasticPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StochasticPolicy":
-        known = {"squeeze", "query", "kv", "max_total_factor", "patterns", "seed"}
+        known = {"squeeze", "query", "kv", "max_total_factor", "patterns", "seed", "squeeze_weights"}
         if not isinstance(data, dict) or set(data) - known:
             raise ConfigError(f"not a policy description: {data!r}")
         values = dict(data)
@@ -127,8 +145,11 @@ class StochasticPolicy:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"squeeze": list(self.squeeze), "query": self.query.to_dict(), "kv": self.kv.to_dict(),
+        data = {"squeeze": list(self.squeeze), "query": self.query.to_dict(), "kv": self.kv.to_dict(),
                 "max_total_factor": self.cap, "patterns": list(self.patterns), "seed": self.seed}
+        if self.squeeze_weights:  # only when used, so that uniform policies read as they always did
+            data["squeeze_weights"] = list(self.squeeze_weights)
+        return data
 
     # -------------------------------------------------------------- facts
     @property
@@ -188,7 +209,10 @@ class StochasticPolicy:
         rng = random.Random(f"stochw2v-policy:{self.seed}:{int(update)}")
         if self.patterns:
             return Compression.parse(self.patterns[rng.randrange(len(self.patterns))])
-        squeeze = rng.choice(self.squeeze)
+        if self.squeeze_weights:
+            squeeze = rng.choices(self.squeeze, weights=self.squeeze_weights)[0]
+        else:
+            squeeze = rng.choice(self.squeeze)
         total, queries = squeeze, []
         for layer in self.query.layers:  # every draw is made, so streams stay aligned across settings
             pools, factor = rng.random() < self.query.prob, rng.choice(self.query.factors)
@@ -269,7 +293,11 @@ class StochasticPolicy:
         if self.patterns:
             return "fixed " + " | ".join(self.patterns) if len(self.patterns) == 1 else \
                 "uniform over " + " | ".join(self.patterns)
-        parts = [f"s uniform over {list(self.squeeze)}"]
+        if self.squeeze_weights:
+            total = sum(self.squeeze_weights)
+            parts = ["s drawn " + ", ".join(f"s={s} ({w / total:.0%})" for s, w in zip(self.squeeze, self.squeeze_weights))]
+        else:
+            parts = [f"s uniform over {list(self.squeeze)}"]
         if self.query.per_layer:
             parts.append(f"query pooling x{list(self.query.factors)} at layers {list(self.query.layers)} "
                          f"with p={self.query.prob:g} each")

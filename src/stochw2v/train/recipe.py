@@ -56,6 +56,7 @@ class PolicyRecipe:
     `fixed: s=1` (W2V2), `fixed: s=2` (SEW), `pooling: false` (stochastic squeeze only)."""
 
     squeeze: list = field(default_factory=lambda: [1, 2, 3, 4])
+    squeeze_weights: list = field(default_factory=list)  # one per squeeze, ascending; [] = uniform (the paper)
     query: PoolingRecipe = field(default_factory=PoolingRecipe)
     kv: PoolingRecipe = field(default_factory=PoolingRecipe)
     max_total_factor: int = 0  # 0: max(squeeze) x max(query factor)
@@ -73,8 +74,11 @@ class PolicyRecipe:
         off = LayerPooling()
         query = LayerPooling(tuple(self.query.layers), tuple(self.query.factors), self.query.prob, self.query.all_prob)
         kv = LayerPooling(tuple(self.kv.layers), tuple(self.kv.factors), self.kv.prob, self.kv.all_prob)
-        return StochasticPolicy(tuple(self.squeeze), query if self.pooling else off, kv if self.pooling else off,
-                                self.max_total_factor, seed=seed)
+        squeeze, weights = tuple(self.squeeze), tuple(self.squeeze_weights)
+        if weights and len(weights) == len(squeeze) and len(set(squeeze)) == len(squeeze):
+            squeeze, weights = zip(*sorted(zip(squeeze, weights), key=lambda pair: pair[0]))  # as written, paired
+        return StochasticPolicy(squeeze, query if self.pooling else off, kv if self.pooling else off,
+                                self.max_total_factor, seed=seed, squeeze_weights=weights)
 
 
 @dataclass
