@@ -295,7 +295,8 @@ class StochasticPolicy:
                 "uniform over " + " | ".join(self.patterns)
         if self.squeeze_weights:
             total = sum(self.squeeze_weights)
-            parts = ["s drawn " + ", ".join(f"s={s} ({w / total:.0%})" for s, w in zip(self.squeeze, self.squeeze_weights))]
+            shares = (f"s={s} ({w / total:.0%})" for s, w in zip(self.squeeze, self.squeeze_weights))
+            parts = ["s drawn " + ", ".join(shares)]
         else:
             parts = [f"s uniform over {list(self.squeeze)}"]
         if self.query.per_layer:
