@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Trains the shipped recogniser models/stochw2v-synth-en from nothing, on one CPU core (or a GPU):
 # a 20 h synthetic corpus (espeak-ng + flite voices, the sentence list fortunes gives), stochastic
-# pre-training and stochastic CTC fine-tuning in five schedules (each continues the one before's
-# recogniser, head included), all with augmentation, with three supplements (flite, then festival + flite,
-# then both again with raised formants), then the model folder. Needs festival: `make setup` installs it.
+# pre-training and stochastic CTC fine-tuning in six schedules (each continues the one before's
+# recogniser, head included), all with augmentation, with supplements (flite, then festival + flite,
+# then both again with raised formants, then the corpus replanned with equal engine shares and fresh
+# festival and warped draws), then the model folder. Needs festival: `make setup` installs it.
 #   OUT=runs/shipped THREADS=1 bash scripts/train_shipped_model.sh
 # A stage whose run folder has a checkpoint resumes from it.
 set -euo pipefail
