@@ -18,9 +18,9 @@ run lm build --text "$OUT/data/train.wrd" --order 4 --out "$MODEL/lm" --vocabula
 # time; the wider search bounds (-8 / -15, not -5 / -10) and an unknown-word score of -20: 0.201, ~3x again
 run lm tune "$MODEL" --lm "$MODEL/lm" --manifest "$OUT/data/valid.tsv" --beam 100 --compression s=1 --threads "$THREADS" \
     --lm-weights 0.45,0.55,0.65 --word-scores=-1,0 --unknown-word-scores=-20,-40 \
-    --token-min-logp=-8 --beam-prune-logp=-15
+    --token-min-logp=-8 --beam-prune-logp=-15 --decode-workers "$THREADS"
 run evaluate "$MODEL" --manifest "$OUT/data/test.tsv" --out "$OUT/eval/lm" --lm "$MODEL/lm" --repeats 1 \
-    --threads "$THREADS"
+    --threads "$THREADS" --decode-workers "$THREADS"
 run profile --model "$MODEL" --out "$MODEL/profile.json" --results "$OUT/eval/greedy/results.json" \
     --threads "$THREADS" --seconds 10 --repeats 5
 run calibrate "$MODEL" --manifest "$OUT/data/valid.tsv" --settings "s=4,q3=2;s=2;s=1" --out "$MODEL/cascade.json" \

@@ -170,6 +170,44 @@ def test_tuned_weights_are_written_and_used_by_lm_folders(tmp_path):
     assert beam_options(args) == {"beam_width": 4, "lm": str(tmp_path / "lm"), "lm_weight": tuned["lm_weight"],
                                   "word_score": tuned["word_score"],
                                   "unknown_word_score": tuned["unknown_word_score"],
-                                  "token_min_logp": -8.0, "beam_prune_logp": -15.0}
+                                  "token_min_logp": -8.0, "beam_prune_logp": -15.0, "workers": 1}
     args = build_parser().parse_args(["transcribe", "m", "a.wav", "--lm", str(tmp_path / "lm"), "--lm-weight", "3"])
     assert beam_options(args)["lm_weight"] == 3.0  # what the user says wins
+    args = build_parser().parse_args(["evaluate", "m", "--manifest", "t.tsv", "--out", "o", "--lm",
+                                      str(tmp_path / "lm"), "--decode-workers", "2"])
+    assert beam_options(args)["workers"] == 2
+
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "lm.arpa").write_bytes((tmp_path / "lm" / "lm.arpa").read_bytes())
+    assert main(["lm", "tune", str(tmp_path / "model"), "--lm", str(again), "--manifest",
+                 str(tmp_path / "valid.tsv"), "--beam", "4", "--lm-weights", "0.5,1", "--word-scores", "0,1",
+                 "--unknown-word-scores=-10,-20", "--token-min-logp=-8", "--beam-prune-logp=-15",
+                 "--compression", "s=1", "--decode-workers", "2"]) == 0
+    assert json.loads((again / "decoding.json").read_text())["grid"] == tuned["grid"]
+
+
+def test_parallel_beam_search_gives_the_serial_texts_in_order_and_follows_new_weights(tmp_path):
+    text = tmp_path / "train.wrd"
+    text.write_text("THE CAT SAT\nA CAT RAN\nTHE CAT\nA DOG SAT ON THE MAT\n" * 10)
+    assert main(["lm", "build", "--text", str(text), "--order", "3", "--out", str(tmp_path / "lm")]) == 0
+    vocab = Vocabulary()
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(7, 30, len(vocab), generator=generator)
+    lengths = torch.tensor([30, 12, 25, 3, 30, 18, 9])
+    serial = BeamDecoder(vocab, 8, tmp_path / "lm", lm_weight=0.5, word_score=0.0)
+    parallel = BeamDecoder(vocab, 8, tmp_path / "lm", lm_weight=0.5, word_score=0.0, workers=3)
+    expected = serial(logits, lengths)
+    assert len(set(expected)) > 3 and parallel(logits, lengths) == expected
+
+    cot = torch.full((2, 3, len(vocab)), -10.0)  # acoustics say COT, a word the LM does not list
+    for t, c in enumerate("COT"):
+        cot[:, t, vocab.tokens.index(c)] = 0.0
+    cot[:, 1, vocab.tokens.index("A")] = -3.0
+    both = torch.tensor([3, 3])
+    parallel.set_weights(0.5, 0.0, 0.0)
+    assert parallel(cot, both) == ["COT", "COT"]
+    parallel.set_weights(0.5, 0.0, -1000.0)  # a pool forked after this sees the lexicon-only weights
+    assert parallel(cot, both) == ["CAT", "CAT"]
+    with pytest.raises(stochw2v.Stochw2vError, match="--decode-workers must be an integer >= 1"):
+        BeamDecoder(vocab, 8, tmp_path / "lm", workers=0)

@@ -122,6 +122,13 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unknown-word-score", type=finite_float, default=None,
                         help="score added for a word the LM does not list (lower: a stricter lexicon, -1000 "
                              "allows only its words; default: the tuned value, else -10)")
+    add_decode_workers(parser)
+
+
+def add_decode_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decode-workers", type=positive_int, default=1,
+                        help="processes for beam search, each decoding its share of a batch's utterances "
+                             "(default: 1; the encoder's --threads are idle while they run)")
 
 
 BEAM_DEFAULTS = {"lm_weight": 0.5, "word_score": 1.0, "unknown_word_score": DEFAULT_UNKNOWN_WORD_SCORE,
@@ -133,7 +140,7 @@ def beam_options(args: argparse.Namespace) -> dict | None:
     if not args.beam and not args.lm:
         return None
     tuned = (tuned_weights(args.lm) if args.lm else None) or {}
-    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm}
+    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm, "workers": args.decode_workers}
     for key, default in BEAM_DEFAULTS.items():  # what the user says wins, then the tuned value, then ours
         given = getattr(args, key)
         options[key] = given if given is not None else tuned.get(key, default)
@@ -161,6 +168,6 @@ def existing_file(path: str, what: str) -> Path:
     return file
 
 
-__all__ = ["add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options", "existing_file",
-           "finite_float", "load_model", "load_recogniser", "one_setting", "positive_float", "positive_int",
-           "resolve_device", "settings_list"]
+__all__ = ["add_decode_workers", "add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options",
+           "existing_file", "finite_float", "load_model", "load_recogniser", "one_setting", "positive_float",
+           "positive_int", "resolve_device", "settings_list"]

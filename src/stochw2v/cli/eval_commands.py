@@ -22,6 +22,7 @@ from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
 from ..model import Compression, CTCModel
 from .common import (
+    add_decode_workers,
     add_decoding,
     add_device,
     add_search_bounds,
@@ -167,7 +168,8 @@ def run_lm_tune(args: argparse.Namespace) -> int:
     model = load_recogniser(args.model, *model_device_dtype(args))
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     result = tune_lm(model, manifest, Path(args.lm), model.resolve(args.compression), args.beam, args.lm_weights,
-                     args.word_scores, args.unknown_word_scores, args.token_min_logp, args.beam_prune_logp)
+                     args.word_scores, args.unknown_word_scores, args.token_min_logp, args.beam_prune_logp,
+                     workers=args.decode_workers)
     print("| LM weight | word score | unknown-word score | valid WER | valid CER |\n|---|---|---|---|---|")
     for row in result["grid"]:
         print(f"| {row['lm_weight']:g} | {row['word_score']:g} | {row['unknown_word_score']:g} | {row['wer']:.3f} "
@@ -199,6 +201,7 @@ def add_lm_commands(commands) -> None:
                    help="scores for words the LM does not list, written --unknown-word-scores=-10,-20 "
                    "(default: %(default)s; -10 is pyctcdecode's)")
     add_search_bounds(q, tuned=False)
+    add_decode_workers(q)
     q.add_argument("--compression", type=one_setting, default=None, help="setting to tune at (default: the model's)")
     add_threads(q)
     add_device(q)

@@ -6,9 +6,11 @@ one). The LM is checked before decoding starts: readable, and spelled in the mod
 from __future__ import annotations
 
 import math
+import multiprocessing
 import warnings
 from pathlib import Path
 
+import numpy as np
 from torch import Tensor
 
 from ..data.text import BLANK, WORD_SEPARATOR, Vocabulary
@@ -31,15 +33,18 @@ class BeamDecoder:
     Lower is a stricter lexicon; a large negative value such as -1000 allows only the LM's words.
     token_min_logp and beam_prune_logp bound the search (pyctcdecode's names): a character is tried only
     where its log-probability is above the first, and a beam is kept only within the second of the best.
+    workers > 1 decodes the utterances of one call in that many forked processes (the same texts, in
+    order); where fork is missing (Windows, macOS's default) or a call holds one utterance, it runs here.
     """
 
     def __init__(self, vocabulary: Vocabulary, beam_width: int = 50, lm: str | Path | None = None,
                  lm_weight: float = 0.5, word_score: float = 1.0,
                  unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE,
                  token_min_logp: float = DEFAULT_TOKEN_MIN_LOGP,
-                 beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP) -> None:
-        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
-            raise ConfigError(f"--beam must be an integer >= 1, got {beam_width!r}")
+                 beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP, workers: int = 1) -> None:
+        for name, value in (("--beam", beam_width), ("--decode-workers", workers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         for name, value in (("--token-min-logp", token_min_logp), ("--beam-prune-logp", beam_prune_logp)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value < 0):
                 raise ConfigError(f"{name} must be a negative log-probability, got {value!r}")
@@ -60,6 +65,7 @@ class BeamDecoder:
         self.search = {"beam_width": beam_width, "token_min_logp": float(token_min_logp),
                        "beam_prune_logp": float(beam_prune_logp)}
         self.decoder = BeamSearchDecoderCTC(alphabet, language_model)
+        self.workers = workers if "fork" in multiprocessing.get_all_start_methods() else 1
 
     def set_weights(self, lm_weight: float, word_score: float,
                     unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE) -> None:
@@ -68,8 +74,20 @@ class BeamDecoder:
 
     def __call__(self, logits: Tensor, lengths: Tensor) -> list[str]:
         log_probs = logits.float().log_softmax(-1).cpu().numpy()
-        return [" ".join(self.decoder.decode(lp[:n], **self.search).split())
-                for lp, n in zip(log_probs, lengths.tolist())]
+        return self.decode_log_probs([lp[:n] for lp, n in zip(log_probs, lengths.tolist())])
+
+    def decode_log_probs(self, log_probs: list[np.ndarray]) -> list[str]:
+        """Texts of unpadded [frames, vocabulary] log-probability arrays, in their order.
+
+        The pool is forked per call, so it always sees the weights of the latest `set_weights` (pyctcdecode
+        keeps the LM in a class-level table that a forked process inherits and a pickled decoder points to)."""
+        workers = min(self.workers, len(log_probs))
+        if workers > 1:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                texts = self.decoder.decode_batch(pool, log_probs, **self.search)
+        else:
+            texts = [self.decoder.decode(lp, **self.search) for lp in log_probs]
+        return [" ".join(text.split()) for text in texts]
 
 
 def load_kenlm(path: Path):

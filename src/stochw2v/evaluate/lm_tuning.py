@@ -21,7 +21,7 @@ from .references import prepare_references
 def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression, beam: int,
             weights: list[float], scores: list[float], unknown_scores: list[float] | None = None,
             token_min_logp: float = DEFAULT_TOKEN_MIN_LOGP, beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP,
-            progress: bool = True) -> dict:
+            progress: bool = True, workers: int = 1) -> dict:
     references = prepare_references(manifest, {"model": model})
     dataset = AudioDataset(manifest)
     sampler = BucketBatchSampler(dataset.sizes(), max(1_600_000, max(manifest.num_samples)), shuffle=False)
@@ -30,17 +30,17 @@ def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression,
     with torch.inference_mode():
         for batch in make_loader(dataset, sampler):
             out = model(batch.waveforms.to(next(model.parameters()).device), batch.lengths, setting)
-            outputs.append((batch.ids, out.logits.float().cpu(), out.lengths.cpu()))
+            log_probs = out.logits.float().log_softmax(-1).cpu().numpy()
+            outputs += [(u, lp[:n]) for u, lp, n in zip(batch.ids, log_probs, out.lengths.tolist())]
+    ids, log_probs = [u for u, _ in outputs], [lp for _, lp in outputs]
     unknown_scores = unknown_scores or [DEFAULT_UNKNOWN_WORD_SCORE]
     decoder = BeamDecoder(model.vocabulary, beam, lm, weights[0], scores[0], unknown_scores[0], token_min_logp,
-                          beam_prune_logp)
+                          beam_prune_logp, workers)
     points = [(w, s, u) for w in weights for s in scores for u in unknown_scores]
     grid = []
     for weight, score, unknown in tqdm(points, desc="lm tune", disable=not progress, leave=False):
         decoder.set_weights(weight, score, unknown)
-        hypotheses = {}
-        for ids, logits, lengths in outputs:
-            hypotheses.update(zip(ids, decoder(logits, lengths)))
+        hypotheses = dict(zip(ids, decoder.decode_log_probs(log_probs)))
         counts = error_rates([references[u] for u in references], [hypotheses[u] for u in references])
         grid.append({"lm_weight": weight, "word_score": score, "unknown_word_score": unknown,
                      "wer": counts.wer, "cer": counts.cer})
