@@ -122,7 +122,6 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unknown-word-score", type=finite_float, default=None,
                         help="score added for a word the LM does not list (lower: a stricter lexicon, -1000 "
                              "allows only its words; default: the tuned value, else -10)")
-    add_decode_workers(parser)
 
 
 def add_decode_workers(parser: argparse.ArgumentParser) -> None:
@@ -136,11 +135,13 @@ BEAM_DEFAULTS = {"lm_weight": 0.5, "word_score": 1.0, "unknown_word_score": DEFA
 
 
 def beam_options(args: argparse.Namespace) -> dict | None:
-    """Beam search settings, or None for greedy decoding; a tuned LM folder supplies its weights."""
+    """Beam search settings, or None for greedy decoding; a tuned LM folder supplies its weights.
+    Decoding workers only where a command decodes many utterances at once (evaluate, lm tune)."""
     if not args.beam and not args.lm:
         return None
     tuned = (tuned_weights(args.lm) if args.lm else None) or {}
-    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm, "workers": args.decode_workers}
+    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm,
+               "workers": getattr(args, "decode_workers", 1)}
     for key, default in BEAM_DEFAULTS.items():  # what the user says wins, then the tuned value, then ours
         given = getattr(args, key)
         options[key] = given if given is not None else tuned.get(key, default)

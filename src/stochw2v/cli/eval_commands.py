@@ -278,4 +278,5 @@ def add_commands(commands) -> None:
     add_threads(p)
     add_device(p)
     add_decoding(p)
+    add_decode_workers(p)
     p.set_defaults(run=run_evaluate)
