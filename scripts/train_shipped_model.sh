@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the shipped recogniser models/stochw2v-synth-en from nothing, on one CPU core (or a GPU): a 20 h
 # synthetic corpus (espeak-ng + flite voices, the sentence list fortunes gives), stochastic pre-training, then
-# stochastic CTC fine-tuning in seven schedules, each continuing the one before's recogniser (CTC head included),
+# stochastic CTC fine-tuning in eight schedules, each continuing the one before's recogniser (CTC head included),
 # all with augmentation, with supplements that speak the same train sentences with other voices and engines
 # (flite; festival + flite; formant-warped flite + festival; the corpus re-planned with equal engine shares; a
 # third draw), then the model folder. Needs festival: `make setup` installs it.
@@ -107,4 +107,6 @@ synth warped9 --hours 2 --engines flite,festival --seed 23 --sentences "$OUT/fre
     --held-out-voices flite:slt --valid-utterances 10 --test-utterances 10 --formant-warp 1.05,1.3
 combine combined9 data equal_shares fresh9 festival8 warped8 festival9 warped9
 finetune finetune_stage9 "$OUT/finetune_stage8/model" configs/finetune_shipped_stage9.yaml "$OUT/combined9/train.tsv"
-$PY -m stochw2v export "$OUT/finetune_stage9/model" --out "$OUT/model"
+# stage 10: the same data, less masking and augmentation, s=1 five updates in eight (60 min)
+finetune finetune_stage10 "$OUT/finetune_stage9/model" configs/finetune_shipped_stage10.yaml "$OUT/combined9/train.tsv"
+$PY -m stochw2v export "$OUT/finetune_stage10/model" --out "$OUT/model"
