@@ -197,6 +197,7 @@ def test_parallel_beam_search_gives_the_serial_texts_in_order_and_follows_new_we
     lengths = torch.tensor([30, 12, 25, 3, 30, 18, 9])
     serial = BeamDecoder(vocab, 8, tmp_path / "lm", lm_weight=0.5, word_score=0.0)
     parallel = BeamDecoder(vocab, 8, tmp_path / "lm", lm_weight=0.5, word_score=0.0, workers=3)
+    assert parallel.workers == 3  # Linux forks: the pool path, not the serial fallback, is what runs
     expected = serial(logits, lengths)
     assert len(set(expected)) > 3 and parallel(logits, lengths) == expected
 
