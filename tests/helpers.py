@@ -1,4 +1,8 @@
-"""Shared test helpers: small models and padded batches."""
+"""Shared test helpers: small models, padded batches, a server on a free port."""
+import contextlib
+import threading
+import time
+
 import torch
 
 from stochw2v import EncoderConfig
@@ -42,3 +46,22 @@ def noise_corpus(folder, transcripts, step=2000):
         sizes.append(len(audio))
     Manifest(folder, paths, sizes, list(transcripts)).write(folder / "test.tsv")
     return folder
+
+
+@contextlib.contextmanager
+def serving(app, max_connections=100, header_timeout=10.0):
+    """`app` on the guarded uvicorn server `stochw2v serve` runs, on a free local port: its URL."""
+    from stochw2v.serve.http_server import bind_socket, build_server
+
+    sock = bind_socket("127.0.0.1", 0)
+    server = build_server(app, max_connections, header_timeout, log_level="critical")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -51,7 +51,7 @@ def test_a_model_picks_by_its_profile_and_refuses_one_for_settings_it_cannot_run
     with pytest.raises(stochw2v.Stochw2vError):
         model.pick(budget=0.1, profile=foreign)
     (tmp_path / "bad.json").write_text(json.dumps({"settings": [{"setting": "s=1"}]}))
-    with pytest.raises(stochw2v.Stochw2vError, match="bad.json: not a stochw2v profile"):
+    with pytest.raises(stochw2v.Stochw2vError, match="bad.json: not a usable stochw2v profile"):
         model.pick(budget=0.1, profile=tmp_path / "bad.json")
 
 

@@ -71,14 +71,20 @@ def test_loss_decreases_for_fixed_and_sampled_settings(corpus, tmp_path, policy)
 def test_resumed_run_equals_uninterrupted_run(corpus, tmp_path):
     straight = _trainer(corpus, tmp_path / "a")
     straight.train(12)
-    first = _trainer(corpus, tmp_path / "b", ["run.save_every=5"])
+    first = _trainer(corpus, tmp_path / "b", ["run.save_every=5", "run.log_every=1"])
     first.train(7)  # stopped after update 7, in the middle of an epoch
     del first
-    resumed = _trainer(corpus, tmp_path / "b", ["run.save_every=5"], resume=True)
+    with (tmp_path / "b" / "log.jsonl").open("a") as log:  # a killed run had logged past its last checkpoint
+        log.write('{"update": 8, "split": "train", "loss": 9.0}\n{"update": 9, "split": "tr')
+    resumed = _trainer(corpus, tmp_path / "b", ["run.save_every=5", "run.log_every=1"], resume=True)
     assert resumed.position.update == 7 and resumed.position.batch > 0
     resumed.train(12)
     for (name, a), b in zip(straight.module.state_dict().items(), resumed.module.state_dict().values()):
         assert torch.equal(a, b), name
+    # the log reads as an uninterrupted run's: each update once, in order, none of the killed run's extras
+    train_updates = [json.loads(line)["update"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()
+                     if json.loads(line)["split"] == "train"]
+    assert train_updates == list(range(1, 13))
     encoder = stochw2v.load(tmp_path / "b")  # a run folder loads as its latest encoder
     assert isinstance(encoder, stochw2v.Encoder)
 

@@ -1,7 +1,5 @@
 """Serving: the scheduler's choices under load (fake clock), and the HTTP API on a real uvicorn server."""
-import contextlib
 import io
-import socket
 import threading
 import time
 from pathlib import Path
@@ -11,10 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import uvicorn
 
 import stochw2v
-from helpers import small_config
+from helpers import serving, small_config
 from stochw2v.data import Vocabulary
 from stochw2v.data.error_rates import error_rates
 from stochw2v.model.budget import Profile, SettingCost
@@ -113,24 +110,6 @@ def test_budgets_and_fixed_settings_are_honoured():
 
 
 # ------------------------------------------------------------------ HTTP
-@contextlib.contextmanager
-def serving(app):
-    """`app` on a real uvicorn server on a free local port, for the length of the block: its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def server():
     """A real uvicorn server on 127.0.0.1 with an (untrained) small recogniser."""

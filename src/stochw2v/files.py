@@ -125,6 +125,8 @@ def read_json(path: Path, what: str = "JSON file") -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelFileError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: nested too deeply to be a {what}") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -165,6 +167,18 @@ def read_tensors(path: Path, with_metadata: bool = False) -> Any:
     return tensors, metadata
 
 
+def tensor_shapes(path: Path) -> dict[str, list[int]]:
+    """Each tensor's shape from a safetensors header, without reading (or allocating) the tensors."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingFileError(f"{path}: no such weights file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as error:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
+
+
 def load_torch_weights(path: Path) -> dict[str, Tensor]:
     """A `.pt` / `.bin` state dict through torch's weights-only unpickler (no code runs).
 
@@ -192,5 +206,5 @@ def load_torch_weights(path: Path) -> dict[str, Tensor]:
 
 __all__ = [
     "atomic_write", "atomic_copy", "current_umask", "ensure_writable_folder", "load_torch_weights",
-    "read_json", "read_tensors", "remove_stale_temp_files", "write_json", "write_tensors",
+    "read_json", "read_tensors", "remove_stale_temp_files", "tensor_shapes", "write_json", "write_tensors",
 ]

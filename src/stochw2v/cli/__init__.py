@@ -38,9 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Stochw2vError as error:
         print(f"stochw2v {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the file system said no (a name too long, a full disk, no permission)
+        where = f"{_shorten(error.filename)}: " if error.filename else ""
+        print(f"stochw2v {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"stochw2v {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _shorten(name: object, limit: int = 160) -> str:
+    text = str(name)
+    return text if len(text) <= limit else f"{text[:80]}...{text[-40:]} ({len(text)} characters)"
 
 
 __all__ = ["build_parser", "main"]

@@ -24,6 +24,50 @@ def positive_int(text: str) -> int:
     return value
 
 
+def bounded_int(low: int, high: int):
+    """An argparse type for a whole number in [low, high]: a value past what the machine can do is a
+    one-line error, not an allocation failure minutes later."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def bounded_float(low: float, high: float):
+    """An argparse type for a finite number in (low, high]."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number above {low:g} and at most {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+PROFILE_FILE = "profile.json"  # a model folder's own profile, used when --profile is not given
+
+
+def model_profile(model: str, given: str | None, command: str) -> Path:
+    """--profile, else the model folder's own profile.json; the command prints which it used."""
+    if given:
+        return Path(given)
+    own = Path(model) / PROFILE_FILE
+    if own.is_file():
+        return own
+    raise Stochw2vError(f"{command} needs --profile PROFILE.json (from `stochw2v profile MODEL --out`): {model} "
+                        f"has no {PROFILE_FILE} of its own")
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -160,15 +204,6 @@ def load_recogniser(path: str, device: torch.device | None = None, dtype: torch.
     return model
 
 
-def existing_file(path: str, what: str) -> Path:
-    file = Path(path)
-    if not file.exists():
-        raise Stochw2vError(f"{file}: no such {what}")
-    if file.is_dir():
-        raise Stochw2vError(f"{file}: is a folder, expected a {what}")
-    return file
-
-
 __all__ = ["add_decode_workers", "add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options",
-           "existing_file", "finite_float", "load_model", "load_recogniser", "one_setting", "positive_float",
-           "positive_int", "resolve_device", "settings_list"]
+           "bounded_float", "bounded_int", "finite_float", "load_model", "load_recogniser", "model_profile",
+           "one_setting", "positive_float", "positive_int", "resolve_device", "settings_list"]

@@ -30,6 +30,7 @@ from .common import (
     beam_options,
     load_recogniser,
     model_device_dtype,
+    model_profile,
     one_setting,
     positive_float,
     positive_int,
@@ -84,12 +85,11 @@ def _transcriber(args: argparse.Namespace, model: CTCModel):
             raise Stochw2vError("--compression auto needs --cascade CASCADE.json (from `stochw2v calibrate`)")
         return Cascade(model, CascadeConfig.load(args.cascade))
     if args.budget is not None or args.budget_macs is not None:
-        if not args.profile:
-            raise Stochw2vError("--budget needs --profile PROFILE.json (from `stochw2v profile MODEL --out`)")
-        choice = model.pick(args.budget, args.profile, args.budget_macs)
+        profile = model_profile(args.model, args.profile, "--budget")
+        choice = model.pick(args.budget, profile, args.budget_macs)
         note = "fits the budget" if choice.fits else "is the cheapest setting: none fits the budget"
         print(f"stochw2v transcribe: using {choice.setting} (RTF {choice.cost.rtf_at(1):.4f}, "
-              f"{choice.cost.gmacs_per_audio_second:.3f} GMACs/s), which {note}", file=sys.stderr)
+              f"{choice.cost.gmacs_per_audio_second:.3f} GMACs/s, from {profile}), which {note}", file=sys.stderr)
         return choice.setting
     return model.resolve(args.compression)
 
@@ -256,9 +256,10 @@ def add_commands(commands) -> None:
     p.add_argument("--compression", type=setting_or_auto, default=None,
                    help="one setting, e.g. s=2, or auto (the confidence cascade of --cascade); default: the model's")
     p.add_argument("--cascade", help="CASCADE.json from `stochw2v calibrate`, for --compression auto")
-    p.add_argument("--budget", type=positive_float, help="real-time factor the encoder may use (needs --profile)")
+    p.add_argument("--budget", type=positive_float, help="real-time factor the encoder may use (needs a profile)")
     p.add_argument("--budget-macs", type=positive_float, help="GMACs per audio second the encoder may use")
-    p.add_argument("--profile", help="PROFILE.json from `stochw2v profile MODEL --out` (for --budget)")
+    p.add_argument("--profile", help="PROFILE.json from `stochw2v profile MODEL --out` (for --budget; default: "
+                                     "the model folder's profile.json)")
     p.add_argument("--json", action="store_true", help="JSON lines with timing and word times")
     p.add_argument("--chunk-seconds", type=positive_float, default=30.0,
                    help="longer files are transcribed in overlapping windows of this length, in bounded memory")

@@ -17,15 +17,20 @@ from ..sources import load
 from .common import (
     add_device,
     add_threads,
+    bounded_float,
+    bounded_int,
     load_model,
     model_device_dtype,
     one_setting,
-    positive_float,
     positive_int,
     settings_list,
 )
 
 PROFILE_SETTINGS = "s=1;s=2;s=3;s=4;s=2,kv=2;s=2,q7=2;s=4,q7=2"
+# bounds on what one command may ask of the machine: past them it fails minutes later in an allocation
+MAX_PROFILE_SECONDS = 120  # attention memory grows with the square of the frames
+MAX_PROFILE_BATCH = 256
+MAX_GROWN_LAYERS = 256
 
 
 def run_profile(args: argparse.Namespace) -> int:
@@ -136,7 +141,8 @@ def add_commands(commands) -> None:
     p = commands.add_parser("grow", help="append transformer layers that start as the identity (same outputs, "
                                          "more capacity to fine-tune; pre-LN models)")
     p.add_argument("model")
-    p.add_argument("--layers", type=positive_int, required=True, help="how many layers to append")
+    p.add_argument("--layers", type=bounded_int(1, MAX_GROWN_LAYERS), required=True,
+                   help="how many layers to append")
     p.add_argument("--out", required=True)
     p.set_defaults(run=run_grow)
 
@@ -145,15 +151,17 @@ def add_commands(commands) -> None:
     p.add_argument("--size", default="base", choices=sorted(PRESETS), help="preset for random weights")
     p.add_argument("--settings", type=settings_list, default=None,
                    help=f"settings separated by ';' (default: the model's trained ones, or {PROFILE_SETTINGS})")
-    p.add_argument("--seconds", type=positive_float, default=10.0)
-    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--seconds", type=bounded_float(0, MAX_PROFILE_SECONDS), default=10.0,
+                   help=f"audio per utterance (at most {MAX_PROFILE_SECONDS} s: attention grows with its square)")
+    p.add_argument("--batch", type=bounded_int(1, MAX_PROFILE_BATCH), default=1)
     p.add_argument("--out", help="write a PROFILE.json (RTF per setting at batch 1 and --serving-batch) for "
                                  "budgets, the cascade and `serve`")
-    p.add_argument("--serving-batch", type=positive_int, default=8, help="second batch size profiled with --out")
+    p.add_argument("--serving-batch", type=bounded_int(1, MAX_PROFILE_BATCH), default=8,
+                   help="second batch size profiled with --out")
     p.add_argument("--results", help="an evaluate results.json (or an earlier PROFILE.json of the model): WER/CER per "
                    "setting go into the profile")
     p.add_argument("--results-model", help="which model of --results (default: its only one)")
-    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--repeats", type=bounded_int(1, 1000), default=3)
     add_threads(p)
     add_device(p)
     p.set_defaults(run=run_profile)

@@ -12,15 +12,14 @@ read the file; tests check that every context's distribution sums to one.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.text import normalize_text
-from ..errors import ConfigError, MissingFileError
-from ..files import atomic_write, ensure_writable_folder, write_json
+from ..errors import ConfigError, MissingFileError, ModelFileError
+from ..files import atomic_write, ensure_writable_folder, read_json, write_json
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 ARPA_FILE, META_FILE = "lm.arpa", "lm.json"
@@ -162,10 +161,33 @@ def write_lm(sentences: list[list[str]], order: int, out: Path, source: str,
     return folder / ARPA_FILE
 
 
+DECODING_FILE = "decoding.json"
+MAX_BEAM = 10_000  # wider beams than this take minutes per utterance: a typo, not a setting
+# decoding.json's values: (low, high) bounds, None where open
+TUNED_BOUNDS = {"lm_weight": (0.0, None), "word_score": (None, None), "unknown_word_score": (None, None),
+                "token_min_logp": (None, 0.0), "beam_prune_logp": (None, 0.0)}
+
+
 def tuned_weights(lm: str | Path) -> dict | None:
-    """The weights `stochw2v lm tune` chose for this LM folder, if it was tuned."""
-    path = Path(lm) / "decoding.json"
-    return json.loads(path.read_text()) if Path(lm).is_dir() and path.exists() else None
+    """The weights `stochw2v lm tune` chose for this LM folder (None if it was not tuned), each checked:
+    a hand-edited file with a negative beam or a weight written as a string is one line naming the field."""
+    path = Path(lm) / DECODING_FILE
+    if not (Path(lm).is_dir() and path.exists()):
+        return None
+    data = read_json(path, "decoding settings file")
+    beam = data.get("beam")
+    if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM):
+        raise ModelFileError(f"{path}: beam must be a whole number from 1 to {MAX_BEAM}, got {beam!r}")
+    for key, (low, high) in TUNED_BOUNDS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ModelFileError(f"{path}: {key} must be a finite number, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ModelFileError(f"{path}: {key} must be {'>= ' + format(low, 'g') if low is not None else ''}"
+                                 f"{'<= ' + format(high, 'g') if high is not None else ''}, got {value!r}")
+    return data
 
 
 __all__ = ["ARPA_FILE", "NGramModel", "build_ngram", "read_sentences", "read_vocabulary", "tuned_weights",

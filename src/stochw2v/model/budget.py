@@ -78,8 +78,11 @@ class Profile:
     def pick(self, rtf: float | None = None, gmacs: float | None = None, batch: int = 1) -> Choice:
         """Most accurate setting with RTF <= `rtf` and GMACs per audio second <= `gmacs`."""
         for name, value in (("RTF budget", rtf), ("MACs budget", gmacs)):
-            if value is not None and (not math.isfinite(value) or value <= 0):
-                raise ConfigError(f"the {name} must be a finite number > 0, got {value}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise ConfigError(f"the {name} must be a finite number > 0, got {value!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch must be a whole number >= 1, got {batch!r}")
         for cost in self.by_accuracy():
             if (rtf is None or cost.rtf_at(batch) <= rtf) and (gmacs is None or cost.gmacs_per_audio_second <= gmacs):
                 return Choice(Compression.parse(cost.setting), cost, True)
@@ -94,20 +97,66 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | Path) -> "Profile":
+        """A profile file, every field type- and range-checked; a bad one is one line naming the file and field."""
         data = read_json(Path(path), "profile")
-        try:
-            settings = [SettingCost(s["setting"], {int(k): float(v) for k, v in s["rtf"].items()},
-                                    float(s["gmacs_per_audio_second"]), s.get("wer"), s.get("cer"))
-                        for s in data["settings"]]
-            for cost in settings:
-                Compression.parse(cost.setting)
-                if not cost.rtf or any(v <= 0 or not math.isfinite(v) for v in cost.rtf.values()):
-                    raise ValueError(f"setting {cost.setting} has no positive RTF")
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ModelFileError(f"{path}: not a stochw2v profile ({error}); make one with "
-                                 "`stochw2v profile MODEL --out PROFILE.json`") from None
+        where = f"{path}: not a usable stochw2v profile"
+        rows = data.get("settings")
+        if not isinstance(rows, list) or not rows:
+            raise ModelFileError(f"{where} (settings must be a non-empty list; make one with "
+                                 "`stochw2v profile MODEL --out PROFILE.json`)")
+        settings = [_setting_cost(row, f"{where} (settings[{i}]") for i, row in enumerate(rows)]
+        names = [c.setting for c in settings]
+        if len(set(names)) != len(names):
+            raise ModelFileError(f"{where} (a setting is listed twice: {names})")
+        threads = data.get("threads", 1)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ModelFileError(f"{where} (threads must be a whole number >= 1, got {threads!r})")
+        for key in ("device", "source"):
+            if not isinstance(data.get(key, ""), str):
+                raise ModelFileError(f"{where} ({key} must be a string, got {data[key]!r})")
         meta = {k: v for k, v in data.items() if k not in ("settings", "device", "threads", "source")}
-        return cls(settings, data.get("device", "cpu"), int(data.get("threads", 1)), data.get("source", ""), meta)
+        return cls(settings, data.get("device", "cpu"), threads, data.get("source", ""), meta)
+
+    def check_runs_on(self, model, path: str | Path) -> None:
+        """Every row names a setting `model` can run (a profile of another model would schedule nonsense)."""
+        for cost in self.settings:
+            try:
+                model.resolve(cost.setting)
+            except ConfigError as error:
+                raise ModelFileError(f"{path}: setting {cost.setting} cannot run on this model ({error})") from None
+
+
+def _number(value: Any, field_name: str, where: str, low: float = 0.0, optional: bool = False) -> float | None:
+    """A finite number > low (>= low for error rates), or a ModelFileError naming the field."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value < low if optional else value <= low):
+        bound = f">= {low:g}" if optional else f"> {low:g}"
+        raise ModelFileError(f"{where}.{field_name} must be a finite number {bound}, got {value!r})")
+    return float(value)
+
+
+def _setting_cost(row: Any, where: str) -> SettingCost:
+    if not isinstance(row, dict):
+        raise ModelFileError(f"{where} must be an object, got {row!r})")
+    setting = row.get("setting")
+    try:
+        setting = str(Compression.parse(setting))
+    except ConfigError as error:
+        raise ModelFileError(f"{where}.setting: {error})") from None
+    rtf = row.get("rtf")
+    if not isinstance(rtf, dict) or not rtf:
+        raise ModelFileError(f"{where}.rtf must map batch sizes to real-time factors, got {rtf!r})")
+    by_batch = {}
+    for batch, value in rtf.items():
+        if not str(batch).isdigit() or int(batch) < 1:
+            raise ModelFileError(f"{where}.rtf: batch size {batch!r} is not a whole number >= 1)")
+        by_batch[int(batch)] = _number(value, f"rtf[{batch}]", where)
+    gmacs = _number(row.get("gmacs_per_audio_second"), "gmacs_per_audio_second", where)
+    wer = _number(row.get("wer"), "wer", where, optional=True)
+    cer = _number(row.get("cer"), "cer", where, optional=True)
+    return SettingCost(setting, by_batch, gmacs, wer, cer)
 
 
 def mark_pareto(settings: list[SettingCost], batch: int = 1) -> None:

@@ -154,12 +154,17 @@ class Compression:
             raise ConfigError(
                 f"compression {self} pools the sequence by {self.total_factor} in total, but {detail}"
             )
-        if num_frames is not None and num_frames < max(self.total_factor, self.largest_kv_factor):
-            needed = max(self.total_factor, self.largest_kv_factor)
+        if num_frames is not None and num_frames < self.min_frames:
+            needed = self.min_frames
             raise ConfigError(
                 f"compression {self} needs at least {needed} frames "
                 f"({needed * 20} ms of audio) but an input has only {num_frames}"
             )
+
+    @property
+    def min_frames(self) -> int:
+        """The fewest 20 ms frames an input needs at this setting (one pooled position of each kind)."""
+        return max(self.total_factor, self.largest_kv_factor)
 
     @property
     def largest_kv_factor(self) -> int:

@@ -6,6 +6,7 @@ A config describes *weights*, never a compression setting: the same weights run 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ SEW_CONV: tuple[ConvLayer, ...] = tuple(
 )
 
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_tanh")
+MAX_LAYER_NORM_EPS = 0.1  # an epsilon this large already swamps the variance of normalised features
 CONV_NORMS = ("group", "layer")
 
 
@@ -94,6 +96,8 @@ class EncoderConfig:
         for name in ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop"):
             if not 0.0 <= float(getattr(self, name)) < 1.0:
                 problems.append(f"{name} must be in [0, 1)")
+        if not 0.0 < float(self.layer_norm_eps) <= MAX_LAYER_NORM_EPS:  # NaN fails too
+            problems.append(f"layer_norm_eps must be in (0, {MAX_LAYER_NORM_EPS:g}], got {self.layer_norm_eps}")
         try:
             Compression.parse(self.default_compression)
         except ConfigError as error:
@@ -143,6 +147,13 @@ class EncoderConfig:
             hop *= stride
         return hop
 
+    def min_samples(self, frames: int = 1) -> int:
+        """The fewest samples from which the conv encoder makes `frames` frames."""
+        needed = max(1, int(frames))
+        for _, kernel, stride in reversed(self.conv_layers):
+            needed = (needed - 1) * stride + kernel
+        return needed
+
     def num_frames(self, num_samples: int) -> int:
         """Frames the conv encoder makes from `num_samples` samples (0 if too short)."""
         n = int(num_samples)
@@ -166,12 +177,13 @@ class EncoderConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown encoder config keys: {unknown}")
-        numbers = ("dim", "num_layers", "num_heads", "ffn_dim", "pos_conv_kernel", "pos_conv_groups", "max_upsample")
-        for name in numbers:
-            if name in d and (isinstance(d[name], bool) or not isinstance(d[name], int)):
-                raise ConfigError(f"encoder config {name} must be an integer, got {d[name]!r}")
+        for f in dataclasses.fields(cls):
+            if f.name in d:
+                _check_field_type(f.name, d[f.name], f.default)
         try:
             return cls(**d)
+        except ConfigError:
+            raise
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid encoder config: {error}") from None
 
@@ -194,6 +206,45 @@ class EncoderConfig:
     @classmethod
     def tiny(cls, **overrides: Any) -> "EncoderConfig":
         return cls.preset("tiny", **overrides)
+
+
+def _check_field_type(name: str, value: Any, default: Any) -> None:
+    """A JSON value of the field's own type: no truthy strings for booleans, no strings for numbers."""
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"encoder config {name} must be {expected}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("a whole number")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise wrong("a finite number")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+    elif name == "conv_layers":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(layer, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in layer)
+                for layer in value):
+            raise wrong("a list of [channels, kernel, stride] whole numbers")
+    elif name == "trained_policy" and value is not None and not isinstance(value, dict):
+        raise wrong("an object or null")
+
+
+def estimated_parameters(config: EncoderConfig) -> int:
+    """Parameters a config implies, from its sizes alone (within a few percent): checked against a weights
+    file before anything is allocated, so a config claiming 10^5 layers fails at once, not after minutes."""
+    conv, channels = 0, 1
+    for out, kernel, _ in config.conv_layers:
+        conv += channels * out * kernel
+        channels = out
+    dim, layer = config.dim, 4 * config.dim * config.dim + 2 * config.dim * config.ffn_dim
+    positional = dim * (dim // max(1, config.pos_conv_groups)) * config.pos_conv_kernel
+    projection = config.conv_dim * dim if config.feature_projection else 0
+    return conv + projection + positional + config.num_layers * layer
 
 
 def _base() -> dict[str, Any]:
@@ -234,4 +285,4 @@ def _small() -> dict[str, Any]:
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny, "small": _small, "base": _base, "large": _large}
 
 
-__all__ = ["EncoderConfig", "PRESETS", "W2V2_CONV", "SEW_CONV", "ConvLayer"]
+__all__ = ["EncoderConfig", "PRESETS", "estimated_parameters", "W2V2_CONV", "SEW_CONV", "ConvLayer"]

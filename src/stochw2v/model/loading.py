@@ -6,15 +6,17 @@ config from another tool.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import Tensor, nn
 
 from ..data.text import Vocabulary
 from ..errors import ConfigError, MissingFileError, ModelFileError
-from ..files import read_json, read_tensors
-from .config import EncoderConfig
+from ..files import read_json, read_tensors, tensor_shapes
+from .config import EncoderConfig, estimated_parameters
 from .ctc import CTCModel
 from .encoder import Encoder
 from .saving import CONFIG_FILE, FORMAT, KINDS, WEIGHTS_FILE
@@ -110,7 +112,33 @@ def read_model_folder(folder: Path, meta: dict[str, Any] | None = None) -> Model
     if not weights.exists():
         raise MissingFileError(f"{folder}: no {WEIGHTS_FILE} beside {CONFIG_FILE}")
     vocabulary = vocabulary_from(meta.get("vocabulary"), str(config_path)) if kind == "ctc" else None
-    return build_model(kind, config, read_tensors(weights), str(weights), vocabulary)
+    check_size_against_weights(config, weights, str(config_path))
+    state = read_tensors(weights)
+    check_weight_values(state, str(weights))
+    return build_model(kind, config, state, str(weights), vocabulary)
+
+
+SIZE_SLACK = 2.0  # a config may imply at most this many times the parameters its weights file holds
+
+
+def check_size_against_weights(config: EncoderConfig, weights: Path, source: str) -> None:
+    """Compare the config's implied size with the weights file's header before allocating the model."""
+    held = sum(math.prod(shape) for shape in tensor_shapes(weights).values())
+    implied = estimated_parameters(config)
+    if implied > SIZE_SLACK * held + 1_000_000:
+        raise ModelFileError(f"{source}: describes a model of about {implied / 1e6:,.1f}M parameters "
+                             f"(dim={config.dim}, num_layers={config.num_layers}, ffn_dim={config.ffn_dim}) but "
+                             f"{weights.name} holds {held / 1e6:,.1f}M: the config does not belong to these weights")
+
+
+def check_weight_values(state: dict[str, Tensor], source: str) -> None:
+    """Weights are floating point and finite: NaN or integer weights would load and transcribe nothing."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise ModelFileError(f"{source}: tensor {name} is {str(tensor.dtype).replace('torch.', '')}; model "
+                                 "weights are floating point")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{source}: tensor {name} holds NaN or inf values")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,6 +1,7 @@
 """Multiply-accumulates of one forward pass, computed from the config (no model run needed)."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from torch import nn
@@ -38,6 +39,9 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
     config: EncoderConfig = model_or_config if isinstance(model_or_config, EncoderConfig) \
         else model_or_config.config  # type: ignore[assignment]
     setting = config.resolve(compression)
+    for name, value in (("seconds", seconds), ("sample_rate", sample_rate)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"count_macs: {name} must be a finite number > 0, got {value!r}")
 
     samples = int(round(seconds * sample_rate))
     conv = 0

@@ -3,33 +3,43 @@
     POST /transcribe   audio (wav/flac/ogg) as the body or as a multipart `file` field;
                        optional query: setting=s=2 (fixed), budget=0.05 (RTF), budget_macs=0.1
                        -> {"text", "setting", "audio_seconds", "queue_seconds", "compute_seconds",
-                           "latency_seconds", "batch_size", "late", "budget_met"}
+                           "latency_seconds", "batch_size", "late", "budget_met", "warning"}
     GET  /health       -> {"status": "ok", "queue": n, "settings": [...]}
     GET  /metrics      Prometheus text format
 
 Bad requests get a 4xx JSON error {"error": ..., "status": ...}; an overloaded server answers 503
 with Retry-After. Inference runs in the engine's worker thread, off the event loop.
+
+Every request is checked alone before it joins a batch (its decoded length, duration and sample
+rate, and that the model can run its setting on it), so one bad request fails alone: it gets its
+400 and the others in its batch their answers. A setting the model runs but was never trained at
+is served with a warning: the `warning` field of the answer and a `Warning: 299` header.
 """
 from __future__ import annotations
 
 import asyncio
 import email.policy
+import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from email.parser import BytesParser
 
+import numpy as np
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..audio import SAMPLE_RATE, decode_audio
-from ..errors import AudioError, ConfigError
+from ..errors import AudioError, ConfigError, Stochw2vError
 from ..model import Compression, CTCModel
 from ..model.budget import Profile
 from .engine import Engine, Metrics
 from .scheduler import Overloaded, Scheduler
+
+LOG = logging.getLogger("stochw2v.serve")
 
 
 @dataclass
@@ -38,7 +48,11 @@ class ServeSettings:
     max_batch: int = 8
     max_queue: int = 64
     max_body_bytes: int = 20_000_000
-    max_audio_seconds: float = 60.0
+    max_audio_seconds: float = 60.0  # decoded duration, read from the header before decoding
+    max_sample_rate: int = 48_000  # header sample rate (with the duration, it bounds the decoded size)
+    body_timeout: float = 30.0  # seconds to send the whole body (slow senders get 408)
+    header_timeout: float = 10.0  # seconds to send the request headers (http_server.py)
+    max_connections: int = 1000  # open connections, kept under the open-file limit (http_server.py)
 
 
 class ApiError(Exception):
@@ -47,18 +61,26 @@ class ApiError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes `limit` bytes, whatever Content-Length says."""
+async def read_body(request: Request, limit: int, timeout: float = math.inf) -> bytes:
+    """The request body, refused (413) as soon as it passes `limit` bytes, whatever Content-Length says,
+    and (408) when it has not all arrived within `timeout` seconds (a slow sender holds a socket)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body of {int(declared)} bytes is over the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    deadline = time.monotonic() + timeout
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - time.monotonic()))
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the body did not arrive within {timeout:g} s", {"Connection": "close"}) from None
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def audio_bytes(body: bytes, content_type: str) -> tuple[bytes, str]:
@@ -83,7 +105,7 @@ def query_options(request: Request, model: CTCModel) -> tuple[Compression | None
     fixed = None
     if "setting" in params:
         try:
-            fixed = model.resolve(params["setting"])
+            fixed = model.config.resolve(params["setting"])  # untrained: served with a warning
         except ConfigError as error:
             raise ApiError(400, f"setting: {error}") from None
     budgets = []
@@ -129,37 +151,66 @@ def create_app(model: CTCModel, profile: Profile, settings: ServeSettings) -> Fa
     async def transcribe(request: Request) -> JSONResponse:
         arrival = time.monotonic()
         try:
-            answer = await _transcribe(request, arrival)
+            answer = await transcribe_request(request, arrival, engine, settings)
         except ApiError as error:
             metrics.requests.labels(str(error.status)).inc()
             return JSONResponse({"error": error.message, "status": error.status}, error.status, error.headers)
         metrics.requests.labels("200").inc()
         metrics.latency.observe(time.monotonic() - arrival)
-        return JSONResponse(answer)
-
-    async def _transcribe(request: Request, arrival: float) -> dict:
-        fixed, budget, budget_macs = query_options(request, model)
-        macs_met = True
-        if budget_macs is not None:  # a compute budget is a fixed choice: the profile says what fits
-            choice = profile.pick(gmacs=budget_macs)
-            fixed, macs_met = choice.setting, choice.fits
-        data, name = audio_bytes(await read_body(request, settings.max_body_bytes),
-                                 request.headers.get("content-type", ""))
-        try:
-            audio = await to_thread.run_sync(decode_audio, data, name, SAMPLE_RATE, settings.max_audio_seconds)
-        except AudioError as error:
-            text = str(error)
-            status = 413 if "over the limit" in text else 415 if "not a readable audio file" in text else 400
-            raise ApiError(status, text) from None
-        try:
-            future = engine.submit(audio, fixed, budget, arrival)
-        except Overloaded as error:
-            raise ApiError(503, str(error), {"Retry-After": str(int(error.retry_after))}) from None
-        answer = await asyncio.wrap_future(future)
-        answer.budget_met = answer.budget_met and macs_met
-        return {**asdict(answer), "latency_seconds": round(time.monotonic() - arrival, 4)}
+        headers = {"Warning": f'299 stochw2v "{answer["warning"]}"'} if answer["warning"] else None
+        return JSONResponse(answer, headers=headers)
 
     return app
+
+
+async def decoded_request(request: Request, settings: ServeSettings) -> np.ndarray:
+    """The request's audio, decoded once its header passed the limits (duration, sample rate, channels)."""
+    data, name = audio_bytes(await read_body(request, settings.max_body_bytes, settings.body_timeout),
+                             request.headers.get("content-type", ""))
+    try:
+        return await to_thread.run_sync(decode_audio, data, name, SAMPLE_RATE, settings.max_audio_seconds,
+                                        settings.max_sample_rate)
+    except AudioError as error:
+        text = str(error)
+        status = 413 if "over the limit" in text else 415 if "not a readable audio file" in text else 400
+        raise ApiError(status, text) from None
+
+
+async def transcribe_request(request: Request, arrival: float, engine: Engine, settings: ServeSettings) -> dict:
+    """One POST /transcribe: checked alone, then queued for a batch; its answer, or an ApiError."""
+    model, profile = engine.model, engine.scheduler.profile
+    fixed, budget, budget_macs = query_options(request, model)
+    macs_met = True
+    if budget_macs is not None:  # a compute budget is a fixed choice: the profile says what fits
+        choice = profile.pick(gmacs=budget_macs)
+        fixed, macs_met = choice.setting, choice.fits
+    audio = await decoded_request(request, settings)
+    try:
+        engine.check_request(len(audio), fixed)
+    except ConfigError as error:
+        raise ApiError(400, str(error)) from None
+    try:
+        future = engine.submit(audio, fixed, budget, arrival)
+    except Overloaded as error:
+        raise ApiError(503, str(error), {"Retry-After": str(int(error.retry_after))}) from None
+    try:
+        answer = await asyncio.wrap_future(future)
+    except Stochw2vError as error:  # this request alone failed in its batch (engine.py isolates it)
+        raise ApiError(400, str(error)) from None
+    except Exception as error:  # noqa: BLE001 - a bug, logged with its traceback; the client gets one line
+        LOG.exception("a request failed in the model")
+        raise ApiError(500, f"internal error while transcribing ({type(error).__name__})") from None
+    answer.budget_met = answer.budget_met and macs_met
+    return {**asdict(answer), "latency_seconds": round(time.monotonic() - arrival, 4),
+            "warning": untrained_warning(model, fixed)}
+
+
+def untrained_warning(model: CTCModel, setting: Compression | None) -> str | None:
+    """A sentence when the request named a setting its weights never trained at (served all the same)."""
+    if setting is None or model.config.was_trained_on(setting):
+        return None
+    return (f"setting {setting} was never drawn in this model's training ({model.config.policy.describe()}); "
+            "expect a higher error rate")
 
 
 __all__ = ["ApiError", "ServeSettings", "create_app"]

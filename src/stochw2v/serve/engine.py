@@ -1,7 +1,11 @@
 """The inference side of the server: one worker thread that takes batches from the scheduler and runs
-the model, so the HTTP event loop (health, metrics, new requests) never waits for a forward pass."""
+the model, so the HTTP event loop (health, metrics, new requests) never waits for a forward pass.
+
+A request is checked alone (`check_request`) before it may join a batch; should a batch fail all the
+same, each of its requests is run alone, so only the one that fails gets the error."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -12,9 +16,12 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..audio import SAMPLE_RATE
+from ..errors import ConfigError
 from ..model import Compression, CTCModel
 from ..model.ctc import greedy_decode
 from .scheduler import Batch, Job, Overloaded, Scheduler
+
+LOG = logging.getLogger("stochw2v.serve")
 
 
 @dataclass
@@ -65,6 +72,20 @@ class Engine:
             for setting in settings:
                 self.model(audio, None, setting)
 
+    def check_request(self, samples: int, fixed: Compression | None) -> None:
+        """Refuse (ConfigError) audio too short for its setting: the one it named, else every setting
+        the scheduler may choose for it. Checked before the request joins anyone else's batch."""
+        config = self.model.config
+        settings = [fixed] if fixed is not None else [Compression.parse(c.setting) for c in
+                                                      self.scheduler.profile.settings]
+        for setting in settings:
+            setting.check(config.num_layers, config.max_upsample)
+        needed = config.min_samples(max(s.min_frames for s in settings))
+        if samples < needed:
+            which = f"setting {fixed}" if fixed is not None else "the settings this server chooses from"
+            raise ConfigError(f"audio of {samples} samples ({samples / SAMPLE_RATE * 1000:.0f} ms) is too short for "
+                              f"{which}: it needs at least {needed} samples ({needed / SAMPLE_RATE * 1000:.0f} ms)")
+
     def submit(self, audio: np.ndarray, fixed: Compression | None, budget: float | None,
                arrival: float | None = None) -> Future:
         """Queue one utterance that arrived at `arrival` (time.monotonic(); default now: the time
@@ -92,14 +113,28 @@ class Engine:
                 self.running_batch = True
                 self.metrics.queue.set(len(self.scheduler.queue))
             try:
-                self._run(batch)
-            except Exception as error:  # noqa: BLE001 - a failed batch answers its requests, the loop goes on
-                for job in batch.jobs:
-                    job.payload[1].set_exception(error)
+                self._run_isolating(batch)
             finally:
                 with self.condition:
                     self.running_batch = False
                     self.condition.notify_all()
+
+    def _run_isolating(self, batch: Batch) -> None:
+        """Run `batch`; if it fails, run each request alone, so that only a request that fails by itself
+        gets an error (the loop goes on either way)."""
+        try:
+            self._run(batch)
+            return
+        except Exception as error:  # noqa: BLE001 - answered below, one request at a time
+            if len(batch.jobs) == 1:
+                batch.jobs[0].payload[1].set_exception(error)
+                return
+            LOG.warning("a batch of %d failed (%s); running its requests one by one", len(batch.jobs), error)
+        for job in batch.jobs:
+            try:
+                self._run(Batch([job], batch.setting, 0.0))
+            except Exception as error:  # noqa: BLE001 - this request's own failure, answered to it alone
+                job.payload[1].set_exception(error)
 
     def _run(self, batch: Batch) -> None:
         started = time.monotonic()

@@ -1,26 +1,28 @@
-"""Training recipes: nested dataclasses read from YAML (yaml.safe_load), with `--set a.b=value` overrides.
+"""Training recipes: nested dataclasses read from YAML (strict_yaml: safe, no aliases, no duplicate keys),
+with `--set a.b=value` overrides.
 
-Unknown or mistyped keys, and values out of range, are errors that name the key path, raised
-before any work starts.
+Unknown or mistyped keys, and values out of range (every number finite), are errors that name the
+key path, raised before any work starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError, MissingFileError
 from ..model.config import PRESETS, EncoderConfig
 from ..model.policy import LayerPooling, StochasticPolicy
+from .strict_yaml import load_strict
 from .tasks import FinetuneConfig, PretrainConfig
 
 REGULARISATION_KEYS = ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop")
 PRECISIONS = ("auto", "fp32", "bf16")
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes 64-bit seeds; the data order derives int64 seeds from it
 
 
 @dataclass
@@ -196,9 +198,11 @@ def _check_type(hint: Any, value: Any, key: str) -> Any:
         return float(value)
     if origin is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+    if origin is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"recipe key {key} must be a finite number, got {value!r}")
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     expected = origin if isinstance(origin, type) else object
@@ -220,9 +224,9 @@ def apply_override(data: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {assignment!r}: {key} is not a section")
     try:
-        node[keys[-1]] = yaml.safe_load(raw)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({error})") from None
+        node[keys[-1]] = load_strict(raw)
+    except ConfigError as error:
+        raise ConfigError(f"--set {assignment!r}: {error}") from None
 
 
 def _at_least(value: Any, low: float, key: str) -> None:
@@ -245,12 +249,24 @@ def check_recipe(recipe: Any) -> None:
     _at_least(recipe.policy.plain_updates, 0, "policy.plain_updates")
     if optim.lr <= 0:
         raise ConfigError(f"recipe key optim.lr must be > 0, got {optim.lr}")
+    if optim.eps <= 0:
+        raise ConfigError(f"recipe key optim.eps must be > 0, got {optim.eps}")
+    _at_least(optim.weight_decay, 0, "optim.weight_decay")
+    _at_least(optim.final_lr_scale, 0, "optim.final_lr_scale")
+    betas = optim.betas
+    if len(betas) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                                  and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"recipe key optim.betas must be two numbers in [0, 1), got {betas!r}")
+    if not 0 <= run.seed <= MAX_SEED:
+        raise ConfigError(f"recipe key run.seed must be a whole number from 0 to 2^63 - 1, got {run.seed}")
     if optim.precision not in PRECISIONS:
         raise ConfigError(f"recipe key optim.precision must be one of {PRECISIONS}, got {optim.precision!r} "
                           "(fp16 is not offered: bf16 needs no loss scaling)")
     if optim.schedule not in ("linear", "tri_stage"):
         raise ConfigError(f"recipe key optim.schedule must be linear or tri_stage, got {optim.schedule!r}")
-    if len(optim.phase_ratio) != 3 or any(r < 0 for r in optim.phase_ratio) or abs(sum(optim.phase_ratio) - 1) > 1e-6:
+    fractions = [r for r in optim.phase_ratio if isinstance(r, (int, float)) and not isinstance(r, bool)
+                 and math.isfinite(r) and r >= 0]
+    if len(optim.phase_ratio) != 3 or len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(f"recipe key optim.phase_ratio must be three fractions summing to 1, got {optim.phase_ratio}")
     _at_least(data.max_samples, 1, "data.max_samples")
     _at_least(data.num_workers, 0, "data.num_workers")
@@ -274,9 +290,11 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
         if path.is_dir():
             raise ConfigError(f"{path}: is a folder, expected a recipe .yaml file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            data = load_strict(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        except ConfigError as error:
+            raise ConfigError(f"{path}: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a recipe is a mapping of sections")
     for assignment in overrides:

@@ -11,11 +11,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..errors import MissingFileError, TrainingError
+from ..errors import ConfigError, MissingFileError, TrainingError
 from ..files import atomic_write, ensure_writable_folder, read_json, remove_stale_temp_files, write_json
 from .state import CHECKPOINTS, LAST
+from .strict_yaml import dump_plain, load_strict
 
 RECIPE_FILE, SOURCES_FILE, LOG_FILE = "recipe.yaml", "run.json", "log.jsonl"
 
@@ -28,9 +27,9 @@ def _comparable(recipe: dict) -> dict:
 
 def _read_saved_recipe(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise TrainingError(f"{path}: not valid YAML ({error}); this folder does not hold a readable run") from None
+        data = load_strict(path.read_text(encoding="utf-8"))
+    except (ConfigError, UnicodeDecodeError) as error:
+        raise TrainingError(f"{path}: {error}; this folder does not hold a readable run") from None
     if not isinstance(data, dict) or "optim" not in data or "run" not in data:
         raise TrainingError(f"{path}: not a stochw2v recipe; this folder does not hold a readable run")
     return data
@@ -50,7 +49,7 @@ def prepare_run_folder(out: Path, recipe: dict, sources: dict[str, str], resume:
     if is_main:
         ensure_writable_folder(out, "run folder")
         remove_stale_temp_files(out / CHECKPOINTS)
-        atomic_write(out / RECIPE_FILE, yaml.safe_dump(recipe, sort_keys=False).encode())
+        atomic_write(out / RECIPE_FILE, dump_plain(recipe).encode())
         write_json(out / SOURCES_FILE, sources)
         if not started and (out / LOG_FILE).exists():
             (out / LOG_FILE).unlink()  # the log of a start that never reached a checkpoint
@@ -79,6 +78,23 @@ def append_log(out: Path, line: dict[str, Any]) -> None:
         log.write(json.dumps(line) + "\n")
 
 
+def truncate_log(out: Path, update: int) -> None:
+    """Drop log.jsonl's records past `update` (and lines a kill tore): a resumed run re-runs those
+    updates, and its log must read as an uninterrupted run's, not 7, 8, 7, 8."""
+    path = Path(out) / LOG_FILE
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("update"), int) and entry["update"] <= update:
+            kept.append(line)
+    atomic_write(path, "".join(line + "\n" for line in kept).encode())
+
+
 def read_log(out: Path) -> tuple[list[tuple[int, float]], dict[int, dict[str, dict[str, float]]]]:
     """A run's log.jsonl as (train losses [(update, loss)], validations {update: {setting: metrics}})."""
     losses: list[tuple[int, float]] = []
@@ -99,14 +115,16 @@ def read_log(out: Path) -> tuple[list[tuple[int, float]], dict[int, dict[str, di
     return losses, validations
 
 
-def tensorboard_writer(folder: Path):
+def tensorboard_writer(folder: Path, purge_after: int = 0):
+    """A SummaryWriter; on resume (`purge_after` > 0) TensorBoard discards the events logged past that
+    update by the run that was stopped, as log.jsonl drops its lines."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency; keep training if a user removed it
         warnings.warn("tensorboard is not installed: no TensorBoard logs", stacklevel=1)
         return None
-    return SummaryWriter(str(folder))
+    return SummaryWriter(str(folder), purge_step=purge_after + 1 if purge_after > 0 else None)
 
 
 __all__ = ["LOG_FILE", "RECIPE_FILE", "SOURCES_FILE", "append_log", "prepare_run_folder", "read_log",
-           "tensorboard_writer"]
+           "tensorboard_writer", "truncate_log"]

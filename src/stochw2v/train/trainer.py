@@ -30,7 +30,7 @@ from ..errors import ConfigError, TrainingError
 from ..model.compression import Compression
 from .distributed import init_distributed, ranks_agree, smallest_on_every_rank
 from .optim import make_optimizer, make_scheduler
-from .run_folder import append_log, prepare_run_folder, tensorboard_writer
+from .run_folder import append_log, prepare_run_folder, tensorboard_writer, truncate_log
 from .state import CHECKPOINTS, LAST, read_checkpoint, save_checkpoint
 from .usable_data import usable_manifest
 
@@ -174,6 +174,8 @@ class Trainer:
         self.scheduler.load_state_dict(checkpoint.meta["scheduler"])
         self.position = Position(**checkpoint.meta["position"])
         self.best = checkpoint.meta["best"]
+        if self.info.is_main:  # the updates after this checkpoint are re-run: their log lines go
+            truncate_log(self.out, self.position.update)
 
     # ---------------------------------------------------------------- data
     def _batches(self) -> Iterator[Batch]:
@@ -203,7 +205,7 @@ class Trainer:
         total = max_updates if max_updates is not None else self.recipe.optim.max_updates
         batches = self._batches()
         if self.info.is_main and self.writer is None:
-            self.writer = tensorboard_writer(self.out / "tensorboard")
+            self.writer = tensorboard_writer(self.out / "tensorboard", purge_after=self.position.update)
         bar = tqdm(total=total, initial=self.position.update, desc=self.progress_name, unit="upd",
                    disable=not (self.progress and self.info.is_main))
         history: list[dict] = []
