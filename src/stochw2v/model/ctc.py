@@ -19,6 +19,8 @@ from .saving import write_model_folder
 class CTCOutput(NamedTuple):
     logits: Tensor  # [B, frames, vocabulary]
     lengths: Tensor  # [B] valid frames
+    # logits at the `reference` setting on the same features (in-place distillation's teacher), when asked
+    reference_logits: Tensor | None = None
 
 
 def greedy_decode(logits: Tensor, lengths: Tensor, vocabulary: Vocabulary) -> list[str]:
@@ -74,12 +76,22 @@ class CTCModel(nn.Module):
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None, compression: CompressionLike = None,
                 augment: FeatureHook | None = None, freeze_encoder: bool = False,
-                freeze_features: bool = False) -> CTCOutput:
+                freeze_features: bool = False, reference: CompressionLike = None) -> CTCOutput:
         """Logits at the frame rate. `augment` (training: time and channel masks) edits the
-        transformer input; `freeze_encoder` runs the whole encoder without gradients."""
+        transformer input; `freeze_encoder` runs the whole encoder without gradients.
+
+        reference: also run the context network at this setting on the same conv features and the same
+        masks (the front end is computed once), for in-place distillation; its logits come back as
+        `reference_logits`. One forward call, so that DDP sees both passes."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not freeze_encoder):
-            out = self.encoder(waveforms, lengths, compression, augment=augment, freeze_features=freeze_features)
-        return CTCOutput(self.head(self.dropout(out.hidden_states)), out.lengths)
+            features = self.encoder.front(waveforms, lengths, freeze_conv=freeze_features)
+            if augment is not None:  # one draw of the masks, shared by both passes
+                features = features._replace(projected=augment(features.projected, features.lengths))
+            out = self.encoder.back(features, compression)
+            teacher = None if reference is None else self.encoder.back(features, reference)
+        logits = self.head(self.dropout(out.hidden_states))
+        reference_logits = None if teacher is None else self.head(self.dropout(teacher.hidden_states))
+        return CTCOutput(logits, out.lengths, reference_logits)
 
     def head_logits(self, out) -> CTCOutput:
         """CTC logits of an encoder output (from `encoder.back`, for callers that reuse features)."""

@@ -203,6 +203,15 @@ class StochasticPolicy:
             return min((Compression.parse(p) for p in self.patterns), key=lambda c: (c.total_factor, str(c)))
         return Compression(min(self.squeeze))
 
+    @property
+    def draws_only_full(self) -> bool:
+        """True when every draw is s=1 without pooling (a W2V2 run): nothing to distil into."""
+        if self.patterns:
+            return all(Compression.parse(p) == Compression() for p in self.patterns)
+        pools_queries = bool(self.query.layers) and self.query.prob > 0 and max(self.query.factors) > 1
+        pools_kv = max(self.kv.factors) > 1 and (self.kv.all_prob > 0 or (bool(self.kv.layers) and self.kv.prob > 0))
+        return self.squeeze == (1,) and not pools_queries and not pools_kv
+
     # ------------------------------------------------------------ sampling
     def sample(self, update: int) -> Compression:
         """The setting for `update`: the same on every process for the same seed."""

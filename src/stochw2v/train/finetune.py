@@ -26,7 +26,9 @@ from .recipe import FinetuneRecipe
 from .state import BEST, CHECKPOINTS, read_checkpoint
 from .trainer import StepResult, Trainer
 
-__all__ = ["Finetuner", "ctc_min_frames", "prepare_labels", "with_overrides"]
+__all__ = ["Finetuner", "ctc_min_frames", "distillation_loss", "prepare_labels", "with_overrides"]
+
+FULL_SETTING = Compression()  # s=1, no pooling: the teacher of in-place distillation
 
 
 def with_overrides(encoder: Encoder, overrides: dict) -> Encoder:
@@ -60,6 +62,17 @@ def ctc_min_frames(targets: Tensor, target_lengths: Tensor) -> Tensor:
     valid = torch.arange(targets.shape[1], device=targets.device)[None] < target_lengths[:, None]
     repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(1)
     return target_lengths + repeats
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, lengths: Tensor, temperature: float = 1.0) -> Tensor:
+    """Mean over valid frames of KL(teacher || student) between frame posteriors ([B, T, V] logits at the
+    same 50 Hz rate); the teacher is detached, so only the student learns from it. Scaled by T^2 so that
+    its gradient keeps its size whatever the temperature (Hinton et al. 2015)."""
+    valid = torch.arange(student.shape[1], device=student.device)[None] < lengths.to(student.device)[:, None]
+    target = (teacher.detach().float() / temperature).log_softmax(-1)
+    log_student = (student.float() / temperature).log_softmax(-1)
+    per_frame = (target.exp() * (target - log_student)).sum(-1)
+    return per_frame[valid].sum() / valid.sum().clamp_min(1) * temperature ** 2
 
 
 class Finetuner(Trainer):
@@ -118,29 +131,42 @@ class Finetuner(Trainer):
     def compute(self, model: nn.Module, batch: Batch, setting: Compression, update: int,
                 generator: torch.Generator) -> StepResult:
         task, training = self.recipe.task, self.module.training
+        distill = training and task.distill_weight > 0 and setting != FULL_SETTING
         out = model(batch.waveforms, batch.lengths, setting, augment=self._masks(generator) if training else None,
                     freeze_encoder=training and update < task.freeze_updates,
-                    freeze_features=task.freeze_feature_encoder)
-        log_probs = out.logits.float().log_softmax(-1).transpose(0, 1)
-        # zero_infinity: an impossible item's loss is inf and its gradient NaN, which would poison
-        # the whole update; it is zeroed here and left out below, by name
-        per_item = F.ctc_loss(log_probs, batch.targets.clamp_min(0), out.lengths, batch.target_lengths,
-                              blank=self.vocabulary.blank_id, reduction="none", zero_infinity=True)
-        needed = ctc_min_frames(batch.targets, batch.target_lengths).to(out.lengths.device)
-        finite = (out.lengths >= needed) & torch.isfinite(per_item)
-        skipped = [f"{batch.ids[i]} (CTC loss is inf: {int(batch.target_lengths[i])} labels need "
-                   f"{int(needed[i])} frames, {int(out.lengths[i])} at {setting})"
-                   for i in (~finite).nonzero().flatten().tolist()]
-        tokens = batch.target_lengths[finite].sum()
-        loss = per_item[finite].sum() / tokens if bool(finite.any()) else per_item.sum()
-        sums = {"loss_sum": float(per_item[finite].detach().sum()), "tokens": float(tokens)}
+                    freeze_features=task.freeze_feature_encoder, reference=FULL_SETTING if distill else None)
+        loss, sums, skipped = self._ctc(out.logits, out.lengths, batch, setting)
+        if distill:  # the full setting trains on CTC too, and teaches the drawn one
+            full_loss, full_sums, full_skipped = self._ctc(out.reference_logits, out.lengths, batch, FULL_SETTING)
+            kl = distillation_loss(out.logits, out.reference_logits, out.lengths, task.distill_temperature)
+            loss = loss + full_loss + task.distill_weight * kl
+            sums.update({"full_loss_sum": full_sums["loss_sum"], "kl": float(kl.detach()), "kl_updates": 1.0})
+            skipped += [s for s in full_skipped if s not in skipped]
         if not training:
             counts = error_rates(batch.texts, greedy_decode(out.logits, out.lengths, self.vocabulary))
             sums.update(vars(counts))
         return StepResult(loss, sums, skipped)
 
+    def _ctc(self, logits: Tensor, lengths: Tensor, batch: Batch, setting: Compression):
+        """Token-mean CTC loss over the items that can be aligned, their sums, and the ids left out."""
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+        # zero_infinity: an impossible item's loss is inf and its gradient NaN, which would poison
+        # the whole update; it is zeroed here and left out below, by name
+        per_item = F.ctc_loss(log_probs, batch.targets.clamp_min(0), lengths, batch.target_lengths,
+                              blank=self.vocabulary.blank_id, reduction="none", zero_infinity=True)
+        needed = ctc_min_frames(batch.targets, batch.target_lengths).to(lengths.device)
+        finite = (lengths >= needed) & torch.isfinite(per_item)
+        skipped = [f"{batch.ids[i]} (CTC loss is inf: {int(batch.target_lengths[i])} labels need "
+                   f"{int(needed[i])} frames, {int(lengths[i])} at {setting})"
+                   for i in (~finite).nonzero().flatten().tolist()]
+        tokens = batch.target_lengths[finite].sum()
+        loss = per_item[finite].sum() / tokens if bool(finite.any()) else per_item.sum()
+        return loss, {"loss_sum": float(per_item[finite].detach().sum()), "tokens": float(tokens)}, skipped
+
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         result = {"loss": sums.get("loss_sum", 0.0) / max(sums.get("tokens", 0.0), 1.0)}
+        if sums.get("kl_updates"):  # in-place distillation: the KL term, averaged over the updates that had it
+            result["kl"] = sums["kl"] / sums["kl_updates"]
         if "words" in sums:
             result["wer"] = sums["word_errors"] / max(sums["words"], 1.0)
             result["cer"] = sums["char_errors"] / max(sums["chars"], 1.0)

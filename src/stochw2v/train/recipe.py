@@ -303,6 +303,10 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
         recipe = _build(cls, data, "")
         check_recipe(recipe)
         policy = recipe.policy.policy(recipe.run.seed)  # a bad policy fails now, naming the key
+        if isinstance(recipe, FinetuneRecipe) and recipe.task.distill_weight > 0 and policy.draws_only_full:
+            raise ConfigError(f"task.distill_weight={recipe.task.distill_weight:g}: in-place distillation teaches "
+                              "drawn settings from s=1, but this policy only ever draws s=1; set it to 0 or draw "
+                              "other settings (policy.squeeze, policy.fixed)")
         if isinstance(recipe, PretrainRecipe):  # fine-tuning checks the policy once the model is loaded
             encoder = recipe.model.encoder_config(policy.upsampler_size())
             policy.check(encoder.num_layers, encoder.max_upsample)

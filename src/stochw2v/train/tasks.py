@@ -54,10 +54,19 @@ class FinetuneConfig:
     freeze_feature_encoder: bool = True  # the conv stack stays frozen throughout (not its norm or projection)
     final_dropout: float = 0.0
     unknown_characters: str = "reject"  # reject | drop: transcript characters outside the vocabulary
+    # in-place distillation (beyond the paper; OFA's sandwich rule, LightHuBERT): each update at a drawn
+    # setting other than s=1 also runs s=1 on the same batch, trains both on CTC, and adds this weight times
+    # KL(s=1 posteriors, detached || drawn posteriors) per 50 Hz frame; 0 = off (the paper's recipe)
+    distill_weight: float = 0.0
+    distill_temperature: float = 1.0  # softens both posteriors in the KL term (Hinton et al.); 1 = as they are
 
     def __post_init__(self) -> None:
         if self.unknown_characters not in ("reject", "drop"):
             raise ConfigError("unknown_characters must be 'reject' or 'drop'")
+        if not self.distill_weight >= 0:  # NaN fails too
+            raise ConfigError(f"task.distill_weight must be a number >= 0, got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"task.distill_temperature must be a number > 0, got {self.distill_temperature}")
         for name in ("mask_time_prob", "mask_channel_prob", "final_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1)")
