@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    recipe = load_recipe("configs/pretrain_tiny.yaml")
+    recipe = load_recipe("src/stochw2v/recipes/pretrain_tiny.yaml")
     enc, task = recipe.model.encoder_config(8), recipe.task
     ours = Wav2Vec2Pretraining(Encoder(enc), task).train()
     hf_config = Wav2Vec2Config(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the synthetic corpus needs: espeak-ng, flite and festival with two diphone voices (the
-# synthesizers) and fortunes (English text); festival's HTS voice is for scripts/unseen_source_test.py only,
+# synthesizers) and fortunes (English text); festival's HTS voice is for recipes/synth-en/unseen_source_test.py only,
 # wamerican (a word list) for the shipped model's LM.
 # Installs them when missing, as root or through sudo; elsewhere it says what to install and goes on
 # (everything but `stochw2v synth` works without them, and its tests are skipped with that reason).

@@ -106,3 +106,31 @@ def test_no_function_is_longer_than_sixty_lines():
                 if lines > LONGEST_FUNCTION:
                     long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, long
+
+
+# the network itself: what runs a forward pass (formats, budgets and training pieces live beside it)
+NETWORK = ["stochw2v.model." + name for name in ("activations", "compression", "config", "pooling", "transformer",
+                                                  "feature_encoder", "inputs", "encoder", "ctc", "macs")]
+
+
+def reachable(graph, start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        for target, _, _ in graph.get(node, ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+@pytest.mark.parametrize("module", NETWORK)
+def test_the_network_imports_no_budget_or_training_module(graph, module):
+    reached = reachable(graph, module)
+    assert "stochw2v.model.budget" not in reached, f"{module} reaches the budget module"
+    assert not any(name.startswith("stochw2v.train") for name in reached), f"{module} reaches train/"
+
+
+def test_loading_a_model_for_inference_imports_nothing_from_train(graph):
+    reached = reachable(graph, "stochw2v.model.loading")
+    assert not any(name.startswith("stochw2v.train") for name in reached)

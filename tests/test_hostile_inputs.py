@@ -364,7 +364,7 @@ def test_budget_without_profile_uses_the_model_folders_own(tmp_path, model_folde
 def test_python_api_arguments_of_the_wrong_type_are_one_error():
     model = small_recogniser()
     with pytest.raises(ConfigError, match="RTF budget must be a finite number"):
-        model.pick(budget="x", profile=PROFILE)
+        stochw2v.pick_setting(model, budget="x", profile=PROFILE)
     with pytest.raises(ConfigError, match="seconds must be a finite number"):
         stochw2v.count_macs(model.encoder, seconds=math.nan)
 
@@ -391,3 +391,18 @@ def test_arguments_past_what_the_machine_can_do_are_refused_at_once(argv, words,
     with pytest.raises(SystemExit):
         main(argv)
     assert words in capsys.readouterr().err
+
+
+def test_folders_of_this_projects_old_formats_say_which_version_and_how_to_convert(model_folder):
+    meta = json.loads((model_folder / "config.json").read_text())
+    (model_folder / "config.json").write_text(json.dumps({**meta, "version": 1, "trained_settings": ["s=1"]}))
+    with pytest.raises(ModelFileError, match="format version 1; this release reads version 2.*trained_policy"):
+        stochw2v.load(model_folder)
+    (model_folder / "config.json").write_text(json.dumps(meta))
+    from safetensors.torch import load_file
+    state = load_file(model_folder / "model.safetensors")
+    blocks = sorted(k for k in state if k.startswith("encoder.context.upsample.weights."))
+    state["encoder.context.upsample.weight"] = torch.cat([state.pop(k) for k in blocks])
+    save_file(state, model_folder / "model.safetensors")
+    with pytest.raises(ModelFileError, match="before 0.2 .*split_upsampler_weights"):
+        stochw2v.load(model_folder)

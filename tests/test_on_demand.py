@@ -45,14 +45,14 @@ def test_a_profile_keeps_the_pareto_settings_and_a_budget_picks_the_most_accurat
 def test_a_model_picks_by_its_profile_and_refuses_one_for_settings_it_cannot_run(tmp_path):
     model = CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
     path = _profile().save(tmp_path / "profile.json")
-    assert str(model.pick(budget=0.025, profile=path).setting) == "s=2"
-    assert str(model.pick(budget_macs=1.6, profile=path).setting) == "s=4"
+    assert str(stochw2v.pick_setting(model, budget=0.025, profile=path).setting) == "s=2"
+    assert str(stochw2v.pick_setting(model, budget_macs=1.6, profile=path).setting) == "s=4"
     foreign = Profile([SettingCost("s=1,q9=2", {1: 0.01}, 1.0, wer=0.1)]).save(tmp_path / "foreign.json")
     with pytest.raises(stochw2v.Stochw2vError):
-        model.pick(budget=0.1, profile=foreign)
+        stochw2v.pick_setting(model, budget=0.1, profile=foreign)
     (tmp_path / "bad.json").write_text(json.dumps({"settings": [{"setting": "s=1"}]}))
     with pytest.raises(stochw2v.Stochw2vError, match="bad.json: not a usable stochw2v profile"):
-        model.pick(budget=0.1, profile=tmp_path / "bad.json")
+        stochw2v.pick_setting(model, budget=0.1, profile=tmp_path / "bad.json")
 
 
 def test_re_profiling_keeps_the_accuracies_of_an_earlier_profile(tmp_path):

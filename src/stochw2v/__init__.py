@@ -19,11 +19,12 @@ from .model import (
     count_parameters,
     export_hf,
 )
+from .model.budget import pick_setting
 from .sources import load
 
 __version__ = "0.2.0"
 __all__ = [
     "CTCModel", "Compression", "Encoder", "EncoderConfig", "EncoderOutput", "LayerPooling", "MacCount",
     "StochasticPolicy", "Stochw2vError", "UntrainedSettingWarning", "count_macs", "count_parameters", "export_hf",
-    "load", "__version__",
+    "load", "pick_setting", "__version__",
 ]

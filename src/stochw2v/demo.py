@@ -15,31 +15,22 @@ import torch
 
 from .data import read_manifest
 from .data.synth import make_corpus
-from .errors import MissingFileError
 from .evaluate.report import write_results
 from .evaluate.tradeoff import evaluate_models, markdown_table
 from .model import CTCModel
 from .sources import load
 from .train.finetune import Finetuner
 from .train.pretrain import Pretrainer
-from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe, packaged_recipe
 from .train.run_folder import read_log
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-CONFIGS = REPOSITORY / "configs"
-SHIPPED = REPOSITORY / "models" / "stochw2v-synth-en"
+# the shipped model is compared when the demo runs from a checkout (an installed wheel does not carry it)
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "stochw2v-synth-en"
 # both models, 7 settings, 50 utterances took 0.9 min on a slow day; fine-tuning's budget is fitted from its
 # first s=1 updates and missed by -2.1 to +0.9 min of 7.8-8.8 on a machine whose speed drifted (2026-12-02)
 EVALUATION_MINUTES = 1.5
 MIN_FINETUNE_MINUTES = 2.0  # below this the model cannot leave CTC's blank plateau
 DEMO_MINUTES = 14.0  # the whole demo, `stochw2v demo --minutes`
-
-
-def _recipe(name: str) -> Path:
-    path = CONFIGS / name
-    if not path.exists():
-        raise MissingFileError(f"{path}: the demo runs from a checkout of the repository (configs/ is missing)")
-    return path
 
 
 def _corpus(data: Path, hours: float) -> None:
@@ -67,7 +58,7 @@ def _what_training_did(run: Path, cer: bool = False) -> None:
 
 def _pretrain(out: Path, data: Path, updates: int) -> Path:
     print(f"[2/4] pre-training a tiny stochastic model ({updates} updates, squeeze and pooling drawn per update)")
-    recipe = load_recipe(_recipe("pretrain_tiny.yaml"), [f"optim.max_updates={updates}",
+    recipe = load_recipe(packaged_recipe("pretrain_tiny"), [f"optim.max_updates={updates}",
                                                         f"run.validate_every={updates}"], PretrainRecipe)
     trainer = Pretrainer(recipe, data / "train.tsv", data / "valid.tsv", out / "pretrain",
                          resume=(out / "pretrain" / "checkpoints" / "checkpoint_last.safetensors").exists())
@@ -84,7 +75,7 @@ def _finetune(out: Path, data: Path, init: Path, updates: int, minutes: float) -
     # the first half at s=1 (policy.plain_updates), as `make experiment`'s stochastic arm: drawn from
     # update 1, a fresh clone's demo sat on CTC's blank plateau to update ~1,300 of 1,800 (valid CER
     # 0.98 at 1,200; measured 2026-12-01)
-    recipe = load_recipe(_recipe("finetune_tiny.yaml"), [f"optim.max_updates={updates}",
+    recipe = load_recipe(packaged_recipe("finetune_tiny"), [f"optim.max_updates={updates}",
                                                         f"policy.plain_updates={updates // 2}",
                                                         f"run.validate_every={-(-updates // 3)}",
                                                         f"run.max_minutes={minutes:.1f}"], FinetuneRecipe)

@@ -45,9 +45,9 @@ from .model import Compression, CTCModel
 from .sources import load
 from .train.finetune import Finetuner
 from .train.pretrain import Pretrainer
-from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe
+from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe, packaged_recipe
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+HERE = Path(__file__).resolve().parent
 EVAL_SETTINGS = ("s=1", "s=2", "s=3", "s=4", "s=1,kv=2", "s=2,kv=2", "s=1,q3=2", "s=2,q3=2", "s=4,q3=2")
 
 
@@ -105,7 +105,7 @@ class ExperimentPlan:
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=CONFIGS.parent, check=True).stdout.strip()
+                              cwd=HERE, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -132,7 +132,7 @@ def _pretrain(plan: ExperimentPlan, arm: Arm, seed: int, data: Path) -> Path:
     if _done(run, plan.pretrain_updates):
         return run
     start = time.perf_counter()
-    recipe = load_recipe(CONFIGS / "pretrain_tiny.yaml", [*arm.pretrain, f"optim.max_updates={plan.pretrain_updates}",
+    recipe = load_recipe(packaged_recipe("pretrain_tiny"), [*arm.pretrain, f"optim.max_updates={plan.pretrain_updates}",
                                                           f"run.validate_every={plan.pretrain_updates}",
                                                           f"run.seed={seed}"], PretrainRecipe)
     last = run / "checkpoints" / "checkpoint_last.safetensors"
@@ -148,7 +148,7 @@ def _finetune(plan: ExperimentPlan, arm: Arm, seed: int, data: Path, init: Path)
         return run / "model"
     start = time.perf_counter()
     plain = round(arm.plain_share * plan.finetune_updates)
-    recipe = load_recipe(CONFIGS / "finetune_tiny.yaml", [*arm.finetune, f"optim.max_updates={plan.finetune_updates}",
+    recipe = load_recipe(packaged_recipe("finetune_tiny"), [*arm.finetune, f"optim.max_updates={plan.finetune_updates}",
                                                           f"policy.plain_updates={plain}",
                                                           f"run.validate_every={plan.finetune_updates // 3}",
                                                           f"run.seed={seed}"], FinetuneRecipe)
@@ -395,7 +395,7 @@ Runs (arm, seed): {', '.join(f'{arm.name} {seed}' for arm, seed in runs)}.
 
 Corpus: `stochw2v synth --hours {plan.hours:g} --seed 0` (espeak-ng); the test split has {plan.test_utterances}
 utterances whose sentences never occur in training and half of whose voices are held out. Every arm: the tiny
-architecture (configs/pretrain_tiny.yaml, configs/finetune_tiny.yaml), {plan.pretrain_updates} pre-training and
+architecture (packaged recipes pretrain_tiny and finetune_tiny), {plan.pretrain_updates} pre-training and
 {plan.finetune_updates} fine-tuning updates, greedy decoding. Timing protocol: {evaluation.protocol}.
 {_plain_sentence(plan)}
 ## Training stages

@@ -21,6 +21,7 @@ from ..evaluate.ngram import read_sentences, read_vocabulary, write_lm
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
 from ..model import Compression, CTCModel
+from ..model.budget import pick_setting
 from .common import (
     add_decode_workers,
     add_decoding,
@@ -86,7 +87,7 @@ def _transcriber(args: argparse.Namespace, model: CTCModel):
         return Cascade(model, CascadeConfig.load(args.cascade))
     if args.budget is not None or args.budget_macs is not None:
         profile = model_profile(args.model, args.profile, "--budget")
-        choice = model.pick(args.budget, profile, args.budget_macs)
+        choice = pick_setting(model, profile, args.budget, args.budget_macs)
         note = "fits the budget" if choice.fits else "is the cheapest setting: none fits the budget"
         print(f"stochw2v transcribe: using {choice.setting} (RTF {choice.cost.rtf_at(1):.4f}, "
               f"{choice.cost.gmacs_per_audio_second:.3f} GMACs/s, from {profile}), which {note}", file=sys.stderr)

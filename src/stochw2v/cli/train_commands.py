@@ -103,7 +103,7 @@ def _add_training_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_commands(commands) -> None:
     p = commands.add_parser("pretrain", help="stochastic wav2vec 2.0 pre-training (torchrun for several ranks)")
-    p.add_argument("--config", help="recipe YAML (configs/pretrain_tiny.yaml, configs/pretrain_base.yaml)")
+    p.add_argument("--config", help="recipe YAML, or a packaged one by name: pretrain_tiny, pretrain_base")
     p.add_argument("--train", required=True, help="training manifest (.tsv)")
     p.add_argument("--valid", required=True, help="validation manifest (.tsv)")
     p.add_argument("--out", required=True, help="run folder: recipe.yaml, checkpoints/, log.jsonl, tensorboard/")
@@ -112,7 +112,7 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser("finetune", help="CTC fine-tuning (torchrun for several ranks)")
     p.add_argument("--init", required=True, help="pre-training run, model folder, or HF Wav2Vec2/SEW folder")
-    p.add_argument("--config", help="recipe YAML (configs/finetune_tiny.yaml, configs/finetune_base_10h.yaml)")
+    p.add_argument("--config", help="recipe YAML, or a packaged one by name: finetune_tiny, finetune_base_10h")
     p.add_argument("--train", required=True, help="labelled training manifest (.tsv with .wrd)")
     p.add_argument("--valid", required=True, help="labelled validation manifest")
     p.add_argument("--out", required=True, help="run folder; the best-WER recogniser is written to OUT/model")

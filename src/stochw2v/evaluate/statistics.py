@@ -36,13 +36,6 @@ def bootstrap_interval(counts: Sequence[ErrorCounts], metric: str = "wer", resam
     return float(low), float(high)
 
 
-def paired_difference_interval(a: Sequence[ErrorCounts], b: Sequence[ErrorCounts], metric: str = "wer",
-                               resamples: int = 1000, seed: int = 0, level: float = LEVEL) -> tuple[float, float]:
-    """Interval of metric(b) - metric(a) on the same utterances (a difference whose interval
-    excludes 0 is not noise at this level)."""
-    return mean_paired_difference_interval([(a, b)], metric, resamples, seed, level)
-
-
 def mean_paired_difference_interval(pairs: Sequence[tuple[Sequence[ErrorCounts], Sequence[ErrorCounts]]],
                                     metric: str = "wer", resamples: int = 1000, seed: int = 0,
                                     level: float = LEVEL) -> tuple[float, float]:
@@ -58,4 +51,4 @@ def mean_paired_difference_interval(pairs: Sequence[tuple[Sequence[ErrorCounts],
     return float(low), float(high)
 
 
-__all__ = ["LEVEL", "bootstrap_interval", "mean_paired_difference_interval", "paired_difference_interval"]
+__all__ = ["LEVEL", "bootstrap_interval", "mean_paired_difference_interval"]

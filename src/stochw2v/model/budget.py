@@ -159,6 +159,19 @@ def _setting_cost(row: Any, where: str) -> SettingCost:
     return SettingCost(setting, by_batch, gmacs, wer, cer)
 
 
+def pick_setting(model, profile: Profile | str | Path, budget: float | None = None, budget_macs: float | None = None,
+                 batch: int = 1) -> Choice:
+    """The most accurate setting of `model` whose measured real-time factor (encoder seconds per audio
+    second) is within `budget` and MACs within `budget_macs` (GMACs per audio second), by `profile` (a
+    Profile or a PROFILE.json from `stochw2v profile --out`). A function beside the profile, not a method
+    of the network: the network knows nothing of machines and budgets."""
+    path = profile if not isinstance(profile, Profile) else "the profile"
+    profile = profile if isinstance(profile, Profile) else Profile.load(Path(profile))
+    choice = profile.pick(budget, budget_macs, batch)
+    profile.check_runs_on(model, path)  # the profile must describe settings this model runs
+    return choice
+
+
 def mark_pareto(settings: list[SettingCost], batch: int = 1) -> None:
     """A setting is kept when no other is both at least as fast and at least as accurate (one strictly)."""
     for cost in settings:
@@ -168,4 +181,4 @@ def mark_pareto(settings: list[SettingCost], batch: int = 1) -> None:
             for other in settings)
 
 
-__all__ = ["Choice", "Profile", "SettingCost", "mark_pareto"]
+__all__ = ["Choice", "Profile", "SettingCost", "mark_pareto", "pick_setting"]

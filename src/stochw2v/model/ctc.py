@@ -9,8 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from ..data.text import Vocabulary
-from ..errors import ConfigError
-from .budget import Choice, Profile
 from .compression import Compression, CompressionLike
 from .encoder import Encoder, FeatureHook
 from .saving import write_model_folder
@@ -61,18 +59,6 @@ class CTCModel(nn.Module):
 
     def resolve(self, compression: CompressionLike) -> Compression:
         return self.encoder.resolve(compression)
-
-    def pick(self, budget: float | None = None, profile: Profile | str | Path | None = None,
-             budget_macs: float | None = None, batch: int = 1) -> Choice:
-        """The most accurate setting whose measured real-time factor (encoder seconds per audio
-        second) is within `budget` and MACs within `budget_macs` (GMACs per audio second), by
-        `profile` (a Profile or a PROFILE.json from `stochw2v profile --out`)."""
-        if profile is None:
-            raise ConfigError("pick needs a profile of this model on this machine (stochw2v profile MODEL --out)")
-        profile = profile if isinstance(profile, Profile) else Profile.load(Path(profile))
-        choice = profile.pick(budget, budget_macs, batch)
-        self.resolve(choice.setting)  # the profile must describe settings this model runs
-        return choice
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None, compression: CompressionLike = None,
                 augment: FeatureHook | None = None, freeze_encoder: bool = False,

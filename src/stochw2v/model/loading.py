@@ -19,7 +19,7 @@ from ..files import read_json, read_tensors, tensor_shapes
 from .config import EncoderConfig, estimated_parameters
 from .ctc import CTCModel
 from .encoder import Encoder
-from .saving import CONFIG_FILE, FORMAT, KINDS, WEIGHTS_FILE
+from .saving import CONFIG_FILE, FORMAT, KINDS, VERSION, WEIGHTS_FILE
 from .transformer import split_upsampler_weights
 
 Model = Encoder | CTCModel
@@ -28,7 +28,11 @@ Model = Encoder | CTCModel
 def load_state_checked(model: nn.Module, state: dict[str, Tensor], source: str,
                        optional: tuple[str, ...] = ()) -> None:
     """load_state_dict with messages that name the file and the mismatching tensors."""
-    state = _legacy_upsampler(state)
+    stacked = [k for k in state if k.endswith("upsample.weight")]
+    if stacked:
+        raise ModelFileError(f"{source}: written by stochw2v before 0.2 (one stacked upsampler Linear, {stacked[0]}); "
+                             "convert its state with stochw2v.model.transformer.split_upsampler_weights and save it "
+                             "again")
     expected = model.state_dict()
     missing = [k for k in expected if k not in state and k not in optional]
     unexpected = [k for k in state if k not in expected]
@@ -46,8 +50,8 @@ def load_state_checked(model: nn.Module, state: dict[str, Tensor], source: str,
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
 
 
-def _legacy_upsampler(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Files from before the per-block upsampler stored one stacked Linear; split it."""
+def _split_stacked_upsampler(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """HF's SEW stores its upsampler as one stacked Linear; ours holds one block per factor."""
     for prefix in ("context.upsample.", "encoder.context.upsample."):
         if f"{prefix}weight" in state:
             state = split_upsampler_weights(state, prefix, state[f"{prefix}weight"].shape[1])
@@ -68,7 +72,7 @@ def rename_state(state: dict[str, Tensor], rename: Callable[[str], str | None], 
     if unknown:
         raise ModelFileError(f"{source}: weights this encoder does not know: {unknown[:8]}"
                              f"{' ...' if len(unknown) > 8 else ''}")
-    return _legacy_upsampler(out)
+    return _split_stacked_upsampler(out)
 
 
 def encoder_config_from(data: Any, source: str) -> EncoderConfig:
@@ -105,9 +109,12 @@ def read_model_folder(folder: Path, meta: dict[str, Any] | None = None) -> Model
     kind = meta.get("kind")
     if kind not in KINDS:
         raise ModelFileError(f"{config_path}: holds a {kind!r}, not one of {KINDS}")
+    if meta.get("version") != VERSION:
+        raise ModelFileError(f"{config_path}: a stochw2v model folder of format version {meta.get('version')!r}; this "
+                             f"release reads version {VERSION}. A version 1 folder converts by hand: move its "
+                             "trained_settings list into encoder.trained_policy as {\"squeeze\": [1], \"patterns\": "
+                             "[...]}, drop trained_settings and set \"version\": 2")
     config = encoder_config_from(meta.get("encoder"), str(config_path))
-    if config.trained_policy is None and meta.get("trained_settings"):  # version 1 folders
-        config.trained_policy = {"squeeze": [1], "patterns": list(meta["trained_settings"])}
     weights = Path(folder) / WEIGHTS_FILE
     if not weights.exists():
         raise MissingFileError(f"{folder}: no {WEIGHTS_FILE} beside {CONFIG_FILE}")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -24,9 +24,6 @@ class MacCount:
     @property
     def total(self) -> int:
         return self.conv_encoder + self.transformer + self.rest
-
-    def as_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total": self.total}
 
 
 def count_macs(model_or_config: nn.Module | EncoderConfig, compression: CompressionLike = None,

@@ -11,6 +11,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -280,11 +281,26 @@ def check_recipe(recipe: Any) -> None:
                               f"rest), got {unknown}")
 
 
+PACKAGED_RECIPES = ("pretrain_tiny", "finetune_tiny", "pretrain_base", "finetune_base_10h")
+
+
+def packaged_recipe(name: str) -> Path:
+    """The file of a recipe that ships inside the package (so an installed wheel has them too)."""
+    stem = name.removesuffix(".yaml")
+    if stem not in PACKAGED_RECIPES:
+        raise MissingFileError(f"{name}: no such recipe file, and not one of the packaged recipes "
+                               f"{list(PACKAGED_RECIPES)}")
+    return Path(str(resources.files("stochw2v") / "recipes" / f"{stem}.yaml"))
+
+
 def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = PretrainRecipe) -> Any:
-    """Read a YAML recipe (None: all defaults), apply overrides, validate into dataclasses."""
+    """Read a YAML recipe (None: all defaults; a bare name such as `pretrain_tiny`: the packaged one),
+    apply overrides, validate into dataclasses."""
     data: dict = {}
     if path is not None:
         path = Path(path)
+        if not path.exists() and len(path.parts) == 1:
+            path = packaged_recipe(path.name)
         if not path.exists():
             raise MissingFileError(f"{path}: recipe not found")
         if path.is_dir():
@@ -315,5 +331,6 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
     return recipe
 
 
-__all__ = ["DataRecipe", "FinetuneRecipe", "ModelRecipe", "OptimRecipe", "PolicyRecipe", "PoolingRecipe",
-           "PretrainRecipe", "RunRecipe", "apply_override", "check_recipe", "load_recipe"]
+__all__ = ["PACKAGED_RECIPES", "DataRecipe", "FinetuneRecipe", "ModelRecipe", "OptimRecipe", "PolicyRecipe",
+           "PoolingRecipe", "PretrainRecipe", "RunRecipe", "apply_override", "check_recipe", "load_recipe",
+           "packaged_recipe"]

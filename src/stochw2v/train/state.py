@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..errors import MissingFileError, ModelFileError, UnsafeFileError
@@ -125,12 +124,5 @@ def model_checkpoint(run: Path) -> Checkpoint:
     return last
 
 
-def optimizer_to_device(state: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Optimizer moments live where the parameters do."""
-    return {"state": {i: {k: (v.to(device) if isinstance(v, Tensor) and k != "step" else v) for k, v in s.items()}
-                      for i, s in state["state"].items()},
-            "param_groups": state["param_groups"]}
-
-
 __all__ = ["BEST", "CHECKPOINTS", "Checkpoint", "LAST", "checkpoint_path", "is_run_folder", "model_checkpoint",
-           "optimizer_to_device", "read_checkpoint", "save_checkpoint"]
+           "read_checkpoint", "save_checkpoint"]

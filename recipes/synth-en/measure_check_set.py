@@ -3,7 +3,7 @@
 tests/test_shipped_model.py regenerates the same check set and compares against these values, so
 a change that hurts the shipped model (or synthesis) fails a test.
 
-    .venv/bin/python scripts/measure_check_set.py models/stochw2v-synth-en [--settings "s=1;s=4"]
+    .venv/bin/python recipes/synth-en/measure_check_set.py models/stochw2v-synth-en [--settings "s=1;s=4"]
 """
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ slt, whom the shipped corpora hold out; it keeps its own rate and pitch) and fes
 voices speak the sentences of a corpus's test split (never in its training).
 Writes DIR/test.{tsv,wrd,ltr} for `stochw2v evaluate`.
 
-    .venv/bin/python scripts/unseen_source_test.py runs/shipped/data --out runs/unseen \
+    .venv/bin/python recipes/synth-en/unseen_source_test.py runs/shipped/data --out runs/unseen \
         --voices festival:cmu_us_slt_arctic_hts,festival:ked_diphone --utterances 200
     .venv/bin/python -m stochw2v evaluate models/stochw2v-synth-en --manifest runs/unseen/test.tsv \
         --out runs/unseen/eval
-    .venv/bin/python scripts/error_by_voice.py runs/unseen/eval/results.json runs/unseen
+    .venv/bin/python recipes/synth-en/error_by_voice.py runs/unseen/eval/results.json runs/unseen
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 # all with augmentation, with supplements that speak the same train sentences with other voices and engines
 # (flite; festival + flite; formant-warped flite + festival; the corpus re-planned with equal engine shares; a
 # third draw), then the model folder. Needs festival: `make setup` installs it.
-#   OUT=runs/shipped THREADS=1 bash scripts/train_shipped_model.sh
+#   OUT=runs/shipped THREADS=1 bash recipes/synth-en/train_shipped_model.sh
 # A corpus already there is kept; a stage whose run folder has a checkpoint resumes from it.
 set -euo pipefail
 OUT=${OUT:-runs/shipped}
@@ -45,10 +45,10 @@ finetune() {
 synth data --hours "$HOURS" --engines espeak,flite --seed 1 --valid-utterances 300 --test-utterances 600 \
     --voice-sampling voice "${text[@]}"
 resume=(); [ -f "$OUT/pretrain/checkpoints/checkpoint_last.safetensors" ] && resume=(--resume)
-$PY -m stochw2v pretrain --config configs/pretrain_shipped.yaml --train "$OUT/data/train.tsv" \
+$PY -m stochw2v pretrain --config recipes/synth-en/pretrain_shipped.yaml --train "$OUT/data/train.tsv" \
     --valid "$OUT/data/valid.tsv" --out "$OUT/pretrain" --device "$DEVICE" --threads "$THREADS" "${resume[@]}"
-finetune finetune "$OUT/pretrain" configs/finetune_shipped.yaml "$OUT/data/train.tsv"
-finetune finetune_more "$OUT/finetune/model" configs/finetune_shipped_more.yaml "$OUT/data/train.tsv"
+finetune finetune "$OUT/pretrain" recipes/synth-en/finetune_shipped.yaml "$OUT/data/train.tsv"
+finetune finetune_more "$OUT/finetune/model" recipes/synth-en/finetune_shipped_more.yaml "$OUT/data/train.tsv"
 
 # Stage 4 adds flite speech: the first corpus drew voices over all ~575, so flite's 4 training voices spoke
 # 0.8% of it (test CER on flite 0.69). The supplement speaks the train sentences with those 4 voices only
@@ -59,22 +59,22 @@ if [ ! -f "$OUT/flite/sentences.txt" ]; then
 fi
 supplement flite --hours "${FLITE_HOURS:-6}" --engines flite --seed 2 --valid-utterances 20 --test-utterances 20
 combine combined data flite
-finetune finetune_stage4 "$OUT/finetune_more/model" configs/finetune_shipped_stage4.yaml "$OUT/combined/train.tsv"
+finetune finetune_stage4 "$OUT/finetune_more/model" recipes/synth-en/finetune_shipped_stage4.yaml "$OUT/combined/train.tsv"
 
 # Stage 5 adds a third synthesizer: festival's two diphone voices (and flite's 4 training voices again, drawn
 # anew) speak the train sentences.
 supplement festival --hours "${FESTIVAL_HOURS:-6}" --engines festival,flite --seed 4 --valid-utterances 40 \
     --test-utterances 40
 combine combined5 data flite festival
-finetune finetune_stage5 "$OUT/finetune_stage4/model" configs/finetune_shipped_stage5.yaml "$OUT/combined5/train.tsv"
+finetune finetune_stage5 "$OUT/finetune_stage4/model" recipes/synth-en/finetune_shipped_stage5.yaml "$OUT/combined5/train.tsv"
 
 # Stage 7 adds female-like versions of the male flite and festival voices: the train sentences again, with every
 # utterance's formants raised 1.05-1.3x at unchanged tempo and F0 (a shorter vocal tract). (Stage 6, a grown
-# 6-layer model, was tried and not shipped: configs/finetune_shipped_stage6.yaml.)
+# 6-layer model, was tried and not shipped: recipes/synth-en/finetune_shipped_stage6.yaml.)
 supplement warped --hours "${WARPED_HOURS:-5}" --engines flite,festival --seed 5 --valid-utterances 40 \
     --test-utterances 40 --formant-warp 1.05,1.3
 combine combined7 combined5 warped
-finetune finetune_stage7 "$OUT/finetune_stage5/model" configs/finetune_shipped_stage7.yaml "$OUT/combined7/train.tsv"
+finetune finetune_stage7 "$OUT/finetune_stage5/model" recipes/synth-en/finetune_shipped_stage7.yaml "$OUT/combined7/train.tsv"
 
 # Stage 8 spends half its updates at s=1 (policy.squeeze_weights) on the first corpus, the same sentences and held-out
 # voices planned with equal engine shares (new espeak draws; flite's 4 training voices speak half), and 2 h each of
@@ -85,7 +85,7 @@ supplement festival8 --hours 2 --engines festival,flite --seed 8 --valid-utteran
 supplement warped8 --hours 2 --engines flite,festival --seed 9 --valid-utterances 10 --test-utterances 10 \
     --formant-warp 1.05,1.3
 combine combined8 data equal_shares festival8 warped8
-finetune finetune_stage8 "$OUT/finetune_stage7/model" configs/finetune_shipped_stage8.yaml "$OUT/combined8/train.tsv"
+finetune finetune_stage8 "$OUT/finetune_stage7/model" recipes/synth-en/finetune_shipped_stage8.yaml "$OUT/combined8/train.tsv"
 
 # Stage 9: a third draw of the train sentences (as written, punctuation included, so espeak-ng pauses as it did) by
 # other voices at other rates and pitches, with the test split's voices held out, and festival + flite and
@@ -106,7 +106,7 @@ synth festival9 --hours 2 --engines festival,flite --seed 22 --sentences "$OUT/f
 synth warped9 --hours 2 --engines flite,festival --seed 23 --sentences "$OUT/fresh9/sentences.txt" \
     --held-out-voices flite:slt --valid-utterances 10 --test-utterances 10 --formant-warp 1.05,1.3
 combine combined9 data equal_shares fresh9 festival8 warped8 festival9 warped9
-finetune finetune_stage9 "$OUT/finetune_stage8/model" configs/finetune_shipped_stage9.yaml "$OUT/combined9/train.tsv"
+finetune finetune_stage9 "$OUT/finetune_stage8/model" recipes/synth-en/finetune_shipped_stage9.yaml "$OUT/combined9/train.tsv"
 # stage 10: the same data, less masking and augmentation, s=1 five updates in eight (60 min)
-finetune finetune_stage10 "$OUT/finetune_stage9/model" configs/finetune_shipped_stage10.yaml "$OUT/combined9/train.tsv"
+finetune finetune_stage10 "$OUT/finetune_stage9/model" recipes/synth-en/finetune_shipped_stage10.yaml "$OUT/combined9/train.tsv"
 $PY -m stochw2v export "$OUT/finetune_stage10/model" --out "$OUT/model"

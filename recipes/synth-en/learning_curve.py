@@ -1,6 +1,6 @@
 """Learning curve of training runs: validation metrics per setting against updates, from log.jsonl.
 
-    .venv/bin/python scripts/learning_curve.py runs/shipped/pretrain runs/shipped/finetune --out curve.png
+    .venv/bin/python recipes/synth-en/learning_curve.py runs/shipped/pretrain runs/shipped/finetune --out curve.png
 
 Prints one markdown table per run (a row per validation, a column per setting: contrastive accuracy
 for pre-training, CER for fine-tuning) and plots them side by side, with the training loss behind.

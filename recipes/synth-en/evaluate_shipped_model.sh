@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Everything the shipped model's card reports, from its training folder (scripts/train_shipped_model.sh):
+# Everything the shipped model's card reports, from its training folder (recipes/synth-en/train_shipped_model.sh):
 # test-split evaluation (greedy, LM beam search, bf16), the LM and its tuned weights, the profile,
 # the calibrated confidence cascade, and the check set the tests compare against.
-#   OUT=runs/shipped bash scripts/evaluate_shipped_model.sh
+#   OUT=runs/shipped bash recipes/synth-en/evaluate_shipped_model.sh
 set -euo pipefail
 OUT=${OUT:-runs/shipped}
 MODEL=${MODEL:-models/stochw2v-synth-en}

@@ -4,7 +4,7 @@ A synthetic test split mixes voices heard in training with voices that were not,
 One average hides which part fails; this reads the hypotheses `stochw2v evaluate` saved and the
 voice of each utterance from the corpus that made the split.
 
-    .venv/bin/python scripts/error_by_voice.py runs/shipped/eval/greedy/results.json runs/shipped/data \
+    .venv/bin/python recipes/synth-en/error_by_voice.py runs/shipped/eval/greedy/results.json runs/shipped/data \
         [--settings "s=1;s=4"]
 """
 from __future__ import annotations
