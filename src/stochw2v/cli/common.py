@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, Stochw2vError
-from ..evaluate.decoding import DEFAULT_BEAM_PRUNE_LOGP, DEFAULT_TOKEN_MIN_LOGP, DEFAULT_UNKNOWN_WORD_SCORE
+from ..evaluate.decoding import (
+    DEFAULT_BEAM_PRUNE_LOGP,
+    DEFAULT_BEAM_WIDTH,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_TOKEN_MIN_LOGP,
+    DEFAULT_UNKNOWN_WORD_SCORE,
+    DEFAULT_WORD_SCORE,
+)
 from ..evaluate.ngram import tuned_weights
 from ..model import Compression, CTCModel, Model
 from ..sources import load
@@ -160,9 +167,10 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lm", help="n-gram LM: a folder from `stochw2v lm build` (its tuned weights are used), "
                                      "or an ARPA / KenLM binary file")
     parser.add_argument("--lm-weight", type=finite_float, default=None,
-                        help="LM weight (pyctcdecode alpha; default: the LM folder's tuned value, else 0.5)")
+                        help="LM weight (pyctcdecode alpha; default: the LM folder's tuned value, else "
+                             f"{DEFAULT_LM_WEIGHT})")
     parser.add_argument("--word-score", type=finite_float, default=None,
-                        help="score added per word (beta; default: the tuned value, else 1.0)")
+                        help=f"score added per word (beta; default: the tuned value, else {DEFAULT_WORD_SCORE})")
     parser.add_argument("--unknown-word-score", type=finite_float, default=None,
                         help="score added for a word the LM does not list (lower: a stricter lexicon, -1000 "
                              "allows only its words; default: the tuned value, else -10)")
@@ -174,7 +182,8 @@ def add_decode_workers(parser: argparse.ArgumentParser) -> None:
                              "(default: 1; the encoder's --threads are idle while they run)")
 
 
-BEAM_DEFAULTS = {"lm_weight": 0.5, "word_score": 1.0, "unknown_word_score": DEFAULT_UNKNOWN_WORD_SCORE,
+BEAM_DEFAULTS = {"lm_weight": DEFAULT_LM_WEIGHT, "word_score": DEFAULT_WORD_SCORE,
+                 "unknown_word_score": DEFAULT_UNKNOWN_WORD_SCORE,
                  "token_min_logp": DEFAULT_TOKEN_MIN_LOGP, "beam_prune_logp": DEFAULT_BEAM_PRUNE_LOGP}
 
 
@@ -184,7 +193,7 @@ def beam_options(args: argparse.Namespace) -> dict | None:
     if not args.beam and not args.lm:
         return None
     tuned = (tuned_weights(args.lm) if args.lm else None) or {}
-    options = {"beam_width": args.beam or tuned.get("beam", 50), "lm": args.lm,
+    options = {"beam_width": args.beam or tuned.get("beam", DEFAULT_BEAM_WIDTH), "lm": args.lm,
                "workers": getattr(args, "decode_workers", 1)}
     for key, default in BEAM_DEFAULTS.items():  # what the user says wins, then the tuned value, then ours
         given = getattr(args, key)

@@ -15,6 +15,9 @@ from torch.utils.data import Sampler
 
 from ..errors import ConfigError
 
+# padded samples per evaluation batch (100 s of audio): every evaluation, tuning and calibration pass uses it
+EVALUATION_BATCH_SAMPLES = 1_600_000
+
 
 class BucketBatchSampler(Sampler[list[int]]):
     def __init__(self, lengths: Sequence[int], max_samples: int, *, shuffle: bool = True, seed: int = 0,

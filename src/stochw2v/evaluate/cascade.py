@@ -20,6 +20,7 @@ from torch import Tensor
 from ..audio import SAMPLE_RATE
 from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import utterance_errors
+from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..errors import ConfigError, ModelFileError
 from ..files import read_json, write_json
 from ..model import Compression, CTCModel, count_macs
@@ -150,7 +151,8 @@ def measure(model: CTCModel, manifest: Manifest, settings: list[Compression]) ->
     """Run every setting over the manifest once (features shared), keeping what calibration needs."""
     references = prepare_references(manifest, {"model": model})
     dataset = AudioDataset(manifest)
-    sampler = BucketBatchSampler(dataset.sizes(), max(1_600_000, max(manifest.num_samples)), shuffle=False)
+    batch_samples = max(EVALUATION_BATCH_SAMPLES, max(manifest.num_samples))
+    sampler = BucketBatchSampler(dataset.sizes(), batch_samples, shuffle=False)
     device = next(model.parameters()).device
     rows: dict[str, tuple[list[int], list[float]]] = {}
     model.eval()

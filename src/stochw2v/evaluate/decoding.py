@@ -23,6 +23,8 @@ __all__ = ["DEFAULT_BEAM_PRUNE_LOGP", "DEFAULT_TOKEN_MIN_LOGP", "DEFAULT_UNKNOWN
 LM_FILE = "lm.arpa"
 DEFAULT_UNKNOWN_WORD_SCORE = -10.0  # pyctcdecode's own default
 DEFAULT_TOKEN_MIN_LOGP, DEFAULT_BEAM_PRUNE_LOGP = -5.0, -10.0  # pyctcdecode's own defaults
+DEFAULT_BEAM_WIDTH = 50
+DEFAULT_LM_WEIGHT, DEFAULT_WORD_SCORE = 0.5, 1.0  # pyctcdecode's alpha and beta
 
 
 class BeamDecoder:
@@ -37,8 +39,8 @@ class BeamDecoder:
     order); where fork is missing (Windows, macOS's default) or a call holds one utterance, it runs here.
     """
 
-    def __init__(self, vocabulary: Vocabulary, beam_width: int = 50, lm: str | Path | None = None,
-                 lm_weight: float = 0.5, word_score: float = 1.0,
+    def __init__(self, vocabulary: Vocabulary, beam_width: int = DEFAULT_BEAM_WIDTH, lm: str | Path | None = None,
+                 lm_weight: float = DEFAULT_LM_WEIGHT, word_score: float = DEFAULT_WORD_SCORE,
                  unknown_word_score: float = DEFAULT_UNKNOWN_WORD_SCORE,
                  token_min_logp: float = DEFAULT_TOKEN_MIN_LOGP,
                  beam_prune_logp: float = DEFAULT_BEAM_PRUNE_LOGP, workers: int = 1) -> None:

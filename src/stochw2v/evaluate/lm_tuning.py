@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import error_rates
+from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..files import write_json
 from ..model import Compression, CTCModel
 from .decoding import DEFAULT_BEAM_PRUNE_LOGP, DEFAULT_TOKEN_MIN_LOGP, DEFAULT_UNKNOWN_WORD_SCORE, BeamDecoder
@@ -24,7 +25,8 @@ def tune_lm(model: CTCModel, manifest: Manifest, lm: Path, setting: Compression,
             progress: bool = True, workers: int = 1) -> dict:
     references = prepare_references(manifest, {"model": model})
     dataset = AudioDataset(manifest)
-    sampler = BucketBatchSampler(dataset.sizes(), max(1_600_000, max(manifest.num_samples)), shuffle=False)
+    batch_samples = max(EVALUATION_BATCH_SAMPLES, max(manifest.num_samples))
+    sampler = BucketBatchSampler(dataset.sizes(), batch_samples, shuffle=False)
     outputs = []
     model.eval()
     with torch.inference_mode():

@@ -20,13 +20,14 @@ from tqdm import tqdm
 from ..audio import SAMPLE_RATE
 from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import ErrorCounts, error_rates, utterance_errors
+from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..errors import ConfigError
 from ..model.compression import Compression
 from ..model.ctc import CTCModel
 from ..model.loading import count_parameters
 from ..model.macs import count_macs
 from .cascade import Cascade, CascadeConfig
-from .decoding import BeamDecoder, greedy_decode
+from .decoding import DEFAULT_BEAM_WIDTH, BeamDecoder, greedy_decode
 from .references import prepare_references
 from .statistics import bootstrap_interval, mean_paired_difference_interval
 from .timing import Clock, interleave, thread_note
@@ -112,7 +113,7 @@ def _check_settings(models: dict[str, CTCModel], per_model: dict[str, list[Compr
 
 def evaluate_models(models: dict[str, CTCModel], manifest: Manifest,
                     settings: list[Compression] | dict[str, list[Compression]] | None = None,
-                    repeats: int = 3, max_samples: int = 1_600_000, beam: dict | None = None,
+                    repeats: int = 3, max_samples: int = EVALUATION_BATCH_SAMPLES, beam: dict | None = None,
                     progress: bool = True, clock: Clock = time.perf_counter,
                     cascades: dict[str, CascadeConfig] | None = None) -> Evaluation:
     """Every model at every setting (and at its confidence cascade, when given one), timed by the
@@ -164,7 +165,8 @@ def _summarise(models: dict[str, CTCModel], manifest: Manifest, references: dict
     order = list(references)
     baseline = statistics.median(r[1] for r in runs[next(iter(runs))])
     evaluation = Evaluation([], {name: {} for name in models}, {name: {} for name in models})
-    decoder = "greedy" if not beam else f"beam {beam.get('beam_width', 50)}" + (" + LM" if beam.get("lm") else "")
+    width = beam.get("beam_width", DEFAULT_BEAM_WIDTH) if beam else 0
+    decoder = "greedy" if not beam else f"beam {width}" + (" + LM" if beam.get("lm") else "")
     for (name, setting), results in runs.items():
         model, texts = models[name], results[-1][0]
         label = setting.name if isinstance(setting, Cascade) else str(setting)

@@ -22,6 +22,8 @@ from typing import Union
 from ..errors import ConfigError
 
 _PART = re.compile(r"^(s|q|kv)(\d*)=(\d+)$")
+FRAME_MS = 20  # one conv frame (the 320-sample hop at 16 kHz)
+FRAMES_PER_SECOND = 1000 // FRAME_MS
 MAX_FACTOR = 4096  # 82 s of 20 ms frames in one pooled position: anything larger is a typo, not a setting
 
 
@@ -41,7 +43,7 @@ class Compression:
         largest = max([self.squeeze, self.kv_pool] + [f for _, f in self.query_pool + self.kv_pool_layers])
         if largest > MAX_FACTOR:
             raise ConfigError(f"compression factor {largest} is larger than {MAX_FACTOR}: one pooled position "
-                              f"would span over {MAX_FACTOR // 50} s of audio")
+                              f"would span over {MAX_FACTOR // FRAMES_PER_SECOND} s of audio")
         for name, pairs in (("query pooling", self.query_pool), ("kv pooling", self.kv_pool_layers)):
             layers = [layer for layer, _ in pairs]
             if len(set(layers)) != len(layers):
@@ -158,7 +160,7 @@ class Compression:
             needed = self.min_frames
             raise ConfigError(
                 f"compression {self} needs at least {needed} frames "
-                f"({needed * 20} ms of audio) but an input has only {num_frames}"
+                f"({needed * FRAME_MS} ms of audio) but an input has only {num_frames}"
             )
 
     @property

@@ -51,9 +51,35 @@ class StepResult:
     skipped: list[str] = field(default_factory=list)  # utterance ids left out of the loss, with reason
 
 
+# distinct primes, so that (seed, update, rank) triples map to distinct seeds (no two ranks or updates share one)
+SEED_PRIME, UPDATE_PRIME, RANK_PRIME = 1_000_003, 7_919, 104_729
+VALIDATION_SEED = 12345  # validation masks nothing, but draws negatives (pre-training): the same at every validation
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """The milestones of a wall-clock plan (run.max_minutes), counted in updates since this invocation began:
+    the clock starts once half the calibration updates have run (data-loader start-up and each shape's
+    first kernels are behind), the first fit comes after `calibration_updates` more, and every validation
+    after that refits the plan to the pace so far."""
+
+    calibration_updates: int
+    # share of the budget the first fit plans updates into: the rest is for validation, saving and the last
+    # batches (the refits measure those instead)
+    first_fit_share: float = 0.92
+
+    @property
+    def warm_after(self) -> int:
+        return self.calibration_updates // 2
+
+    @property
+    def first_fit_after(self) -> int:
+        return self.warm_after + self.calibration_updates
+
+
 def seed_update(seed: int, update: int, rank: int) -> torch.Generator:
     """Seed the global RNG (dropout, Gumbel) and return a generator for masks and negatives."""
-    value = (seed * 1_000_003 + update * 7_919 + rank * 104_729) % (2**63)
+    value = (seed * SEED_PRIME + update * UPDATE_PRIME + rank * RANK_PRIME) % (2**63)
     torch.manual_seed(value)
     return torch.Generator().manual_seed(value + 1)
 
@@ -210,15 +236,16 @@ class Trainer:
                    disable=not (self.progress and self.info.is_main))
         history: list[dict] = []
         clock = {"start": time.perf_counter(), "audio": 0.0, "first_update": self.position.update}
+        budget = TimeBudget(run.calibration_updates)
         self.model.train()
         while self.position.update < total:
             record = self._update(batches, clock)
             if record is None:
                 continue
             done_here = self.position.update - clock["first_update"]
-            if run.max_minutes and done_here == run.calibration_updates // 2:
-                clock["warm"] = time.perf_counter()  # data-loader start-up and first-shape costs are behind us
-            if run.max_minutes and done_here == run.calibration_updates + run.calibration_updates // 2:
+            if run.max_minutes and done_here == budget.warm_after:
+                clock["warm"] = time.perf_counter()
+            if run.max_minutes and done_here == budget.first_fit_after:
                 total = self._fit_budget(total, clock)
                 bar.total = total
             bar.update()
@@ -232,7 +259,7 @@ class Trainer:
                 started = time.perf_counter()
                 self._validate_and_save(bar)
                 clock["validation"] = time.perf_counter() - started
-                if run.max_minutes and not done and done_here > run.calibration_updates * 3 // 2:
+                if run.max_minutes and not done and done_here > budget.first_fit_after:
                     total = self._fit_budget(total, clock, refit=True)
                     bar.total = total
             elif self.position.update % run.save_every == 0:
@@ -286,13 +313,13 @@ class Trainer:
         machine's speed drifts), and keeps the last validation's time for the final one. A plan only shrinks:
         growing it would raise the learning rate again. Every rank follows the smallest plan."""
         run, optim = self.recipe.run, self.recipe.optim
-        now = time.perf_counter()
+        budget, now = TimeBudget(run.calibration_updates), time.perf_counter()
         if refit:
-            timed = self.position.update - clock["first_update"] - run.calibration_updates // 2
+            timed = self.position.update - clock["first_update"] - budget.warm_after
             left = run.max_minutes * 60 - clock["validation"] - (now - clock["start"])
         else:
             timed = run.calibration_updates
-            left = run.max_minutes * 60 * 0.92 - (now - clock["start"])
+            left = run.max_minutes * 60 * budget.first_fit_share - (now - clock["start"])
         per_update = (now - clock["warm"]) / timed
         planned = min(total, self.position.update + max(0, int(left / per_update)))
         planned = smallest_on_every_rank(planned, self.info)
@@ -345,7 +372,7 @@ class Trainer:
         self.model.eval()
         results = {}
         for setting in settings or self.validation_settings:
-            generator = torch.Generator().manual_seed(12345)
+            generator = torch.Generator().manual_seed(VALIDATION_SEED)
             self.valid_sampler.set_epoch(0)
             sums: dict[str, float] = {}
             for batch in make_loader(self.valid_set, self.valid_sampler, self.recipe.data.num_workers):
