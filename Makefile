@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
 
-.PHONY: setup demo experiment profile test test-fast lint bench clean
+.PHONY: setup demo experiment profile test test-fast lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ lint: $(TESTS)
 
 bench: $(TESTS)
 	$(PY) benchmarks/encoder_speed.py --dtypes fp32,bf16 --batches 1,8 --onnx
+
+# on a CUDA machine: the CUDA tests, encoder timing against HF, bf16 pre-training and fine-tuning through torchrun
+gpu-check: $(TESTS)
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

@@ -253,7 +253,7 @@ class Trainer:
             done = self.position.update == total
             if self.position.update % run.log_every == 0 or done:
                 bar.set_postfix({k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in record.items()
-                                 if k not in ("update", "audio_s_per_s", "grad_norm")})
+                                 if k not in ("update", "audio_s_per_s", "grad_norm", "elapsed_s", "peak_memory_mb")})
                 self._log("train", record)
             if self.position.update % run.validate_every == 0 or done:
                 started = time.perf_counter()
@@ -301,7 +301,10 @@ class Trainer:
         record = {"update": self.position.update, "setting": str(setting),
                   "loss": sum(r.loss.item() for r in results) / len(results),
                   "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                  "audio_s_per_s": clock["audio"] / (time.perf_counter() - clock["start"])}
+                  "audio_s_per_s": clock["audio"] / (time.perf_counter() - clock["start"]),
+                  "elapsed_s": round(time.perf_counter() - clock["start"], 3)}  # wall-clock of this invocation
+        if self.info.device.type == "cuda":
+            record["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.info.device) / 2**20, 1)
         record.update({k: v for k, v in self.summarize(_add_sums(r.sums for r in results)).items() if k != "loss"})
         return record
 
