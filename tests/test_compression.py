@@ -96,7 +96,7 @@ def test_squeeze_weights_tilt_the_draw_and_survive_the_config_round_trip():
     assert StochasticPolicy(**{**POOLING.__dict__, "squeeze_weights": (2, 2, 2, 2)}) == POOLING
     assert "squeeze_weights" not in POOLING.to_dict()
     # a recipe pairs weights with factors as written, whatever their order
-    recipe = PolicyRecipe(squeeze=[4, 1, 2], squeeze_weights=[1, 2, 1]).policy(seed=0)
+    recipe = PolicyRecipe(squeeze=[4, 1, 2], squeeze_weights=[1, 2, 1]).build(seed=0)
     assert recipe.squeeze == (1, 2, 4) and recipe.squeeze_weights == (2.0, 1.0, 1.0)
     for bad in ((1, 1), (1, 1, 1, 0), (1, 1, 1, float("nan")), (1, True, 1, 1)):
         with pytest.raises(ValueError, match="squeeze_weights must be 4 numbers > 0"):

@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is 
                                 reason="espeak-ng could not be installed here (make setup installs it with apt-get)")]
 
 ARGS = ["--hours", "0.02", "--test-utterances", "6", "--valid-utterances", "3", "--seeds", "1", "2",
-        "--pretrain-updates", "2", "--finetune-updates", "3", "--arms", "w2v2", "stochastic", "stoch>s2"]
+        "--pretrain-updates", "2", "--finetune-updates", "3", "--repeats", "1", "--arms", "w2v2", "stochastic",
+        "stoch>s2"]
 
 
 def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stages(tmp_path, capsys):

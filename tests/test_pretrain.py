@@ -117,7 +117,7 @@ def test_two_process_gloo_run_keeps_ranks_identical(corpus, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert [r["update"] for r in log if r["split"] == "train"] == [2, 4, 6]  # written by rank 0 only
     assert {r["split"] for r in log if r["split"] != "train"} == {"valid/s=1", "valid/s=2"}
-    policy = stochw2v.load(tmp_path / "ddp").config.policy  # the encoder remembers what it was trained on
+    policy = stochw2v.load(tmp_path / "ddp").config.training_distribution  # what the encoder was trained on
     assert any(policy.sample(u).has_pooling for u in range(6)) and policy.query.layers == (2,)
 
 

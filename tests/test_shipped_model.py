@@ -17,7 +17,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "stochw2v-synth-en"
 
 def test_the_shipped_model_loads_with_its_training_distribution():
     model = stochw2v.load(SHIPPED)
-    assert isinstance(model, stochw2v.CTCModel) and model.config.policy is not None
+    assert isinstance(model, stochw2v.CTCModel) and model.config.training_distribution is not None
     assert model.trained_settings[:4] == ["s=1", "s=2", "s=3", "s=4"]
     with torch.inference_mode():
         for setting in model.trained_settings:

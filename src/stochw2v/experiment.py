@@ -371,7 +371,8 @@ def experiment_command(plan: ExperimentPlan) -> str:
             f"--valid-utterances {plan.valid_utterances} "
             f"--seeds {' '.join(map(str, plan.seeds))} --pretrain-updates {plan.pretrain_updates} "
             f"--finetune-updates {plan.finetune_updates}{arms}{every} --device {plan.device or 'cpu'} "
-            f"--threads {torch.get_num_threads()} --parallel {plan.parallel}")
+            f"--threads {torch.get_num_threads()} --parallel {plan.parallel}"
+            f"{'' if plan.repeats == ExperimentPlan.repeats else f' --repeats {plan.repeats}'}")
 
 
 def _plain_sentence(plan: ExperimentPlan) -> str:

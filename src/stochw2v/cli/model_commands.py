@@ -41,7 +41,7 @@ def run_profile(args: argparse.Namespace) -> int:
     encoder = model.encoder if isinstance(model, CTCModel) else model  # a recogniser is profiled by its encoder
     settings = args.settings or (None if args.model else settings_list(PROFILE_SETTINGS))
     if settings is None:
-        policy = encoder.config.policy
+        policy = encoder.config.training_distribution
         settings = policy.validation_settings(encoder.config.num_layers) if policy else settings_list("s=1")
     source = args.model or f"random-weight {args.size} encoder"
     if args.out:

@@ -80,7 +80,7 @@ def run_experiment_command(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, args.valid_utterances, tuple(args.seeds),
                           args.pretrain_updates, args.finetune_updates, tuple(args.arms), args.all_arms_every_seed,
-                          str(device), train_only=args.train_only,
+                          str(device), repeats=args.repeats, train_only=args.train_only,
                           parallel=args.parallel)
     report = run_experiment(plan)
     if report is None:
@@ -140,6 +140,8 @@ def add_commands(commands) -> None:
     p.add_argument("--train-only", action="store_true",
                    help="train the planned stages, skip evaluation: split the arms over processes or nodes "
                         "sharing one --out, then run once more without it")
+    p.add_argument("--repeats", type=positive_int, default=ExperimentPlan.repeats,
+                   help="timed passes per setting in the evaluation (the median is reported)")
     p.set_defaults(run=run_experiment_command)
 
     p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")

@@ -118,13 +118,13 @@ class EncoderConfig:
         return setting
 
     @property
-    def policy(self) -> StochasticPolicy | None:
+    def training_distribution(self) -> StochasticPolicy | None:
         """The training distribution the weights remember (None when unknown)."""
         return None if self.trained_policy is None else StochasticPolicy.from_dict(self.trained_policy)
 
     def was_trained_on(self, setting: Compression) -> bool:
         """False only when the training distribution is known and never draws `setting`."""
-        policy = self.policy
+        policy = self.training_distribution
         return policy is None or policy.covers(setting, self.num_layers)
 
     # ----------------------------------------------------------- derived sizes

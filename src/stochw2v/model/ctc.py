@@ -54,7 +54,7 @@ class CTCModel(nn.Module):
     @property
     def trained_settings(self) -> list[str]:
         """A few settings that stand for the training distribution (empty when it is unknown)."""
-        policy = self.config.policy
+        policy = self.config.training_distribution
         return [] if policy is None else [str(s) for s in policy.validation_settings(self.config.num_layers)]
 
     def resolve(self, compression: CompressionLike) -> Compression:

@@ -86,8 +86,8 @@ class Encoder(nn.Module):
         if setting not in self._untrained_warned and not self.config.was_trained_on(setting):
             self._untrained_warned.add(setting)
             warnings.warn(f"compression {setting} was never drawn in this model's training "
-                          f"({self.config.policy.describe()}); expect a higher error rate", UntrainedSettingWarning,
-                          stacklevel=3)
+                          f"({self.config.training_distribution.describe()}); expect a higher error rate",
+                          UntrainedSettingWarning, stacklevel=3)
         return setting
 
     # --------------------------------------------------------------- forward

@@ -209,8 +209,8 @@ def untrained_warning(model: CTCModel, setting: Compression | None) -> str | Non
     """A sentence when the request named a setting its weights never trained at (served all the same)."""
     if setting is None or model.config.was_trained_on(setting):
         return None
-    return (f"setting {setting} was never drawn in this model's training ({model.config.policy.describe()}); "
-            "expect a higher error rate")
+    trained = model.config.training_distribution.describe()
+    return f"setting {setting} was never drawn in this model's training ({trained}); expect a higher error rate"
 
 
 __all__ = ["ApiError", "ServeSettings", "create_app"]

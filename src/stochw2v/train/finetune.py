@@ -41,13 +41,13 @@ def with_overrides(encoder: Encoder, overrides: dict) -> Encoder:
     return rebuilt
 
 
-def prepare_labels(manifest: Manifest, vocabulary: Vocabulary, policy: str) -> None:
+def prepare_labels(manifest: Manifest, vocabulary: Vocabulary, unknown_characters: str) -> None:
     """Normalise transcripts as the vocabulary expects (upper case, no punctuation), then apply the
     unknown-character policy: 'reject' lists utterance ids, 'drop' removes the characters."""
     manifest.words = [normalize_text(w) for w in manifest.words]
     bad = {manifest.utterance_id(i): "".join(sorted(vocabulary.unknown_characters(w)))
            for i, w in enumerate(manifest.words) if vocabulary.unknown_characters(w)}
-    if bad and policy == "reject":
+    if bad and unknown_characters == "reject":
         listed = ", ".join(f"{utt} ({chars!r})" for utt, chars in list(bad.items())[:5])
         raise ManifestError(f"{manifest.source}: {len(bad)} transcripts hold characters outside the vocabulary: "
                             f"{listed}{' ...' if len(bad) > 5 else ''}; set task.unknown_characters=drop to "

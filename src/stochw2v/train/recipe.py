@@ -71,7 +71,8 @@ class PolicyRecipe:
     # and left it at ~350 at s=1 from the same pre-trained model (measured); 0 = draw from the start
     plain_updates: int = 0
 
-    def policy(self, seed: int) -> StochasticPolicy:
+    def build(self, seed: int) -> StochasticPolicy:
+        """The StochasticPolicy this section describes, drawing with `seed`."""
         if self.fixed:
             return StochasticPolicy.fixed(self.fixed, seed)
         off = LayerPooling()
@@ -318,7 +319,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
     try:
         recipe = _build(cls, data, "")
         check_recipe(recipe)
-        policy = recipe.policy.policy(recipe.run.seed)  # a bad policy fails now, naming the key
+        policy = recipe.policy.build(recipe.run.seed)  # a bad policy fails now, naming the key
         if isinstance(recipe, FinetuneRecipe) and recipe.task.distill_weight > 0 and policy.draws_only_full:
             raise ConfigError(f"task.distill_weight={recipe.task.distill_weight:g}: in-place distillation teaches "
                               "drawn settings from s=1, but this policy only ever draws s=1; set it to 0 or draw "

@@ -96,7 +96,7 @@ class Trainer:
         self.recipe, self.out, self.progress = recipe, Path(out), progress
         self.info = init_distributed(device)
         self.seed = recipe.run.seed
-        self.policy = recipe.policy.policy(self.seed)
+        self.policy = recipe.policy.build(self.seed)
         torch.manual_seed(self.seed)
         self.module = self.build_module()
         config = self.encoder.config
