@@ -63,3 +63,14 @@ def test_bad_files_raise_errors_naming_the_file(tmp_path):
         with pytest.raises(AudioError, match=words) as error:
             load_audio(path)
         assert str(path) in str(error.value), name
+
+
+@pytest.mark.parametrize("subtype, channels", [("PCM_16", 1), ("PCM_24", 2), ("FLOAT", 1), ("DOUBLE", 3),
+                                                ("MS_ADPCM", 1), ("ULAW", 1)])
+def test_the_header_fast_path_agrees_with_libsndfile(tmp_path, subtype, channels):
+    from stochw2v.audio import audio_info
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros((12345, channels), np.float32), 22050, subtype=subtype)
+    info = sf.info(str(path))
+    assert audio_info(path) == (info.frames, info.samplerate)

@@ -24,6 +24,7 @@ MAX_CHANNELS = 64  # more than any recording rig writes: a header claiming more 
 # float samples are nominally within [-1, 1]; a peak this far beyond full scale (40 dB) is a broken
 # file or a wrong scale (PCM integers stored as floats), and the model would hear garbage
 MAX_PEAK = 100.0
+PLAIN_WAV_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible: the WAVs whose length the header alone gives
 
 
 def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -99,7 +100,9 @@ def wav_header(handle: BinaryIO, size: int) -> tuple[int, int, int] | str | None
             fmt = handle.read(length + (length & 1))
             if len(fmt) < 16:
                 return None
-            _, channels, rate, _, block = struct.unpack("<HHIIH", fmt[:14])
+            tag, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
+            if tag not in PLAIN_WAV_FORMATS or bits not in (8, 16, 24, 32, 64) or block != channels * bits // 8:
+                return None  # compressed or unusual: libsndfile decides whether it reads it
         elif name == b"data":
             if not block or length in (0, 0xFFFFFFFF):
                 return None
