@@ -24,12 +24,12 @@ $(TESTS): $(STAMP)
 demo: setup
 	$(VENV)/bin/stochw2v demo --out runs/demo
 
-# The paper's three claims in miniature, the core arms on one seed (about 1.5 h on 2 cores; --seeds 1 2 and
-# --arms add more); EXPERIMENT.md and its plot land in the repository.
+# The paper's claims on learning curves: the core arms from shared warm starts, 3 seeds, the short budget
+# (2 processes of 1 thread). `stochw2v experiment --budget long --arms ...` continues the same folder.
 experiment: setup
 	$(VENV)/bin/stochw2v experiment --out runs/experiment
 	cp runs/experiment/EXPERIMENT.md EXPERIMENT.md
-	mkdir -p docs && cp runs/experiment/evaluate/tradeoff.png docs/experiment_tradeoff.png
+	mkdir -p docs && cp runs/experiment/curves.png docs/experiment_curves.png
 
 profile: setup
 	$(VENV)/bin/stochw2v profile --size base

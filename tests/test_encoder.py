@@ -257,3 +257,21 @@ def test_grown_model_computes_the_same_and_its_new_layers_learn(tmp_path):
     assert grown.encoder.context.layers[4].ffn.output.weight.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="pre-LN"):
         grow_depth(Encoder(small_config()), 1)
+
+
+def test_grow_upsampler_keeps_the_factors_a_model_had_and_adds_fresh_blocks_for_the_rest():
+    from stochw2v.model.growing import grow_upsampler
+
+    torch.manual_seed(0)
+    sew = Encoder(small_config(max_upsample=2)).eval()
+    grown = grow_upsampler(sew, 4).eval()
+    assert grown.config.max_upsample == 4 and len(grown.context.upsample.weights) == 4
+    audio = padded_batch(LENGTHS)
+    with torch.no_grad():
+        for setting in ("s=1", "s=2"):  # the factors it had: the same output
+            assert torch.equal(sew(audio, torch.tensor(LENGTHS), setting).hidden_states,
+                               grown(audio, torch.tensor(LENGTHS), setting).hidden_states), setting
+        assert grown(audio, torch.tensor(LENGTHS), "s=4").hidden_states.abs().sum() > 0  # a new factor runs
+    assert grow_upsampler(grown, 2) is grown  # never shrinks
+    plain = grow_upsampler(Encoder(small_config(max_upsample=0)), 4)  # a plain W2V2 encoder gains an upsampler
+    assert plain.config.max_upsample == 4 and plain.context.upsample is not None

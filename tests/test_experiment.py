@@ -5,88 +5,90 @@ import shutil
 import pytest
 
 from stochw2v.cli import main
-from stochw2v.experiment import CORE, ExperimentPlan, _parallel_groups, _stage_cost
+from stochw2v.errors import ConfigError
+from stochw2v.experiment import ExperimentPlan
+from stochw2v.experiment.claims import seed_interval
+from stochw2v.experiment.jobs import Job, plan_jobs
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                 reason="espeak-ng could not be installed here (make setup installs it with apt-get)")]
 
 ARGS = ["--hours", "0.02", "--test-utterances", "6", "--valid-utterances", "3", "--seeds", "1", "2",
-        "--pretrain-updates", "2", "--finetune-updates", "3", "--repeats", "1", "--arms", "w2v2", "stochastic",
-        "stoch>s2"]
+        "--pretrain-updates", "2", "--warm-updates", "3", "--finetune-updates", "4", "--curve-every", "2",
+        "--threads", "1"]
+ARMS = ["--arms", "s1", "s2", "stochastic", "distill"]
 
 
-def test_experiment_trains_every_arm_reports_the_claims_and_reuses_finished_stages(tmp_path, capsys):
+def _stage(path):
+    return json.loads((path / "stage.json").read_text())
+
+
+def test_experiment_branches_arms_from_shared_warm_starts_reports_claims_and_continues_a_budget(tmp_path, capsys):
     out = tmp_path / "exp"
-    # one process may train some arms only (--train-only), as parallel processes or nodes would ...
-    assert main(["experiment", "--out", str(out), *ARGS[:-3], "w2v2", "--threads", "1", "--parallel", "1",
-                 "--train-only"]) == 0
-    assert "run it again without --train-only" in capsys.readouterr().out
-    assert not (out / "EXPERIMENT.md").exists() and not (out / "evaluate").exists()
-    assert sorted(p.name for p in (out / "finetune").iterdir()) == ["w2v2-seed1", "w2v2-seed2"]
-    trained_first = {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")}
-    # ... and the full invocation trains the other arms in 2 processes, reuses those stages, evaluates all
-    assert main(["experiment", "--out", str(out), *ARGS, "--threads", "1", "--parallel", "2"]) == 0
-    assert {p: p.read_text() for p in out.glob("*/w2v2-seed*/log.jsonl")} == trained_first
-    logs = sorted((out / "logs").iterdir())
-    assert [p.name for p in logs] == ["train-process1.log", "train-process2.log"]
-    assert sorted(line for p in logs for line in p.read_text().splitlines() if line.startswith("[experiment]")) == [
-        f"[experiment] {arm} seed {seed} trained" for arm in ("stoch>s2", "stochastic") for seed in (1, 2)]
+    assert main(["experiment", "--out", str(out), *ARGS, *ARMS, "--parallel", "2"]) == 0
+    assert sorted(p.name for p in (out / "pretrain").iterdir()) == ["stochastic-seed1", "stochastic-seed2"]
+    assert sorted(p.name for p in (out / "warm").iterdir()) == ["stochastic-seed1", "stochastic-seed2"]
+    for seed in (1, 2):  # every arm of a seed starts from the same weights; the seeds differ
+        digests = {_stage(out / "finetune" / f"{arm}-seed{seed}")["init_digest"] for arm in ARMS[1:]}
+        assert len(digests) == 1
+    assert _stage(out / "finetune" / "s1-seed1")["init_digest"] != _stage(out / "finetune" / "s1-seed2")["init_digest"]
+    # curves: every arm validated at its trained settings among s=1, s=2, s=4 every 2 updates
+    log = out / "finetune" / "stochastic-seed1" / "log.jsonl"
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {(e["update"], e["split"]) for e in lines if e["split"].startswith("valid/")} == {
+        (u, f"valid/s={s}") for u in (2, 4) for s in (1, 2, 4)}
+    tests = json.loads((out / "finetune" / "s2-seed1" / "test-4.json").read_text())
+    assert list(tests["settings"]) == ["s=2"] and len(tests["utterances"]) == 6
     report = (out / "EXPERIMENT.md").read_text()
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the claims row is the seed mean of the per-seed paired test-CER differences
+    cer = {(arm, seed): json.loads((out / "finetune" / f"{arm}-seed{seed}" / "test-4.json").read_text())
+           ["settings"]["s=2"]["cer"] for arm in ("stochastic", "s2") for seed in (1, 2)}
+    differences = [cer["stochastic", seed] - cer["s2", seed] for seed in (1, 2)]
+    row = next(line for line in report.splitlines() if "| stochastic vs fixed s=2, same start |" in line)
+    assert f"{seed_interval(differences)[0]:+.3f} [" in row
+    assert "## Distillation at equal wall-clock" in report and "| arm stochastic | 2 | 4 |" in report
     capsys.readouterr()
 
-    # w2v2 and stochastic pre-train once per seed; stoch>s2 fine-tunes the stochastic pre-trained model
-    assert sorted(p.name for p in (out / "pretrain").iterdir()) == [
-        "stochastic-seed1", "stochastic-seed2", "w2v2-seed1", "w2v2-seed2"]
-    assert sorted(p.name for p in (out / "finetune").iterdir()) == [  # stoch>s2 is a core arm: both seeds
-        "stoch-to-s2-seed1", "stoch-to-s2-seed2", "stochastic-seed1", "stochastic-seed2", "w2v2-seed1", "w2v2-seed2"]
-    for summary in out.glob("*/*/summary.json"):
-        stage = json.loads(summary.read_text())
-        assert stage["finished"] and stage["wall_seconds"] > 0 and stage["commit"]
-
-    rows = json.loads((out / "evaluate" / "results.json").read_text())["rows"]
-    w2v2 = [r for r in rows if r["model"] == "w2v2 seed1"]
-    # a fixed s=1 model has no upsampler: only settings that keep the length, flagged untrained but s=1
-    assert {r["setting"]: r["trained"] for r in w2v2} == {"s=1": True, "s=1,kv=2": False}
-    stochastic = {r["setting"] for r in rows if r["model"] == "stochastic seed1"}
-    assert {"s=1", "s=2", "s=4", "s=2,kv=2", "s=4,q3=2"} <= stochastic
-    assert all(r["cer_low"] <= r["cer"] <= r["cer_high"] for r in rows)
-
-    assert "--seeds 1 2 --pretrain-updates 2 --finetune-updates 3 --arms w2v2 stochastic 'stoch>s2'" in report
-    assert "| pretrain w2v2-seed1 | 2 |" in report and "| finetune stoch-to-s2-seed1 | 3 |" in report
-    assert "| 2: small loss vs fixed | stochastic @ s=1 vs w2v2 @ s=1 | 2 |" in report
-    assert "| 3: fine-tuning recovers | stoch>s2 @ s=2 vs stochastic @ s=2 | 1 |" in report
-    # two seeds: each claim also as the mean of its seeds' paired differences, and how much seeds differ
-    mean_row = next(line for line in report.splitlines()
-                    if line.startswith("| 2: small loss vs fixed | stochastic @ s=1 vs w2v2 @ s=1 | mean of 2 |"))
-    by_seed = {r["model"]: r for r in rows if r["setting"] == "s=1"}
-    expected = sum(by_seed[f"stochastic seed{k}"]["cer"] - by_seed[f"w2v2 seed{k}"]["cer"] for k in (1, 2)) / 2
-    assert mean_row.split("|")[4].split()[0] == f"{expected:+.3f}"
-    assert "## Seed-to-seed noise" in report
-    noise = [line for line in report.splitlines() if line.startswith("| w2v2 | s=1 |")]
-    assert len(noise) == 1 and noise[0].split("|")[3].strip() == f"{by_seed['w2v2 seed1']['cer']:.3f}"
-    assert (out / "evaluate" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
-
-    # a second invocation reuses every finished stage (no update is trained again) ...
+    # a second invocation reuses every finished stage: no update is trained again
     logs = {p: p.read_text() for p in out.glob("*/*/log.jsonl")}
-    assert main(["experiment", "--out", str(out), *ARGS, "--threads", "1"]) == 0
+    assert main(["experiment", "--out", str(out), *ARGS, *ARMS, "--parallel", "1"]) == 0
     assert {p: p.read_text() for p in out.glob("*/*/log.jsonl")} == logs
-    # ... and a changed plan never silently reuses stages trained for another number of updates
-    changed = [a if a != "3" else "4" for a in ARGS]
-    assert main(["experiment", "--out", str(out), *changed, "--threads", "1"]) == 2
-    assert "trained for 3 updates, the plan asks for 4" in capsys.readouterr().err
+    # the long budget continues the short one's arms where they stopped (updates 1-4 are not trained again)
+    assert main(["experiment", "--out", str(out), *ARGS, "--arms", "s1", "distill", "--budget", "long",
+                 "--long-updates", "6", "--max-updates", "6", "--parallel", "1"]) == 0
+    assert _stage(out / "finetune" / "distill-seed1")["updates"] == 6
+    assert _stage(out / "finetune" / "s2-seed1")["updates"] == 4
+    old = logs[out / "finetune" / "s1-seed1" / "log.jsonl"].splitlines()
+    assert (out / "finetune" / "s1-seed1" / "log.jsonl").read_text().splitlines()[:len(old)] == old
+    assert (out / "finetune" / "s1-seed1" / "test-6.json").exists()
+    capsys.readouterr()
+
+    # a resumed experiment with another plan is refused by key, before any training
+    assert main(["experiment", "--out", str(out), *[a if a != "3" else "5" for a in ARGS], *ARMS]) == 2
+    assert "warm_updates: this folder has 3, this run asks for 5" in capsys.readouterr().err
+    seeds = ARGS.index("--seeds")
+    three_seeds = [*ARGS[:seeds], "--seeds", "1", "2", "3", *ARGS[seeds + 3:]]
+    assert main(["experiment", "--out", str(out), *three_seeds, *ARMS]) == 2
+    assert "seeds: this folder has [1, 2]" in capsys.readouterr().err
 
 
-def test_parallel_training_splits_the_runs_evenly_and_keeps_shared_pretraining_in_one_process(tmp_path):
-    plan = ExperimentPlan(tmp_path, seeds=(1, 2), arms=CORE, parallel=2)
-    groups = _parallel_groups(plan, 2)
-    names = sorted((arm.name, seed) for group in groups for arm, seed in group)
-    assert len(groups) == 2 and names == sorted((arm.name, seed) for arm, seed in plan.runs())
-    for group in groups:  # a stochastic pre-training is trained by the process that fine-tunes both its arms
-        for seed in (1, 2):
-            assert sum(arm.pretrain_name == "stochastic" and s == seed for arm, s in group) in (0, 2)
-    # w2v2: 2 stages of 1.5 per seed; sew2: 2 of 1; stochastic + stoch>s2: 3 of 1 per seed; 16 in all, 8 each
-    def cost(group):
-        pretrainings = {(arm.pretrain_name, seed): arm for arm, seed in group}.values()
-        return sum(map(_stage_cost, pretrainings)) + sum(_stage_cost(arm) for arm, _ in group)
-    assert [cost(g) for g in groups] == [8.0, 8.0]
-    assert len(_parallel_groups(plan, 1)) == 1 and len(_parallel_groups(plan, 9)) == 6  # one per pre-training
+def test_unknown_budget_and_arm_are_refused_by_name(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--budget 'huge': unknown budget; known: short, long"):
+        ExperimentPlan(tmp_path, budget="huge")
+    with pytest.raises(ConfigError, match="unknown arm"):
+        ExperimentPlan(tmp_path, arms=("s1", "s3"))
+    with pytest.raises(SystemExit):
+        main(["experiment", "--out", str(tmp_path), "--budget", "huge"])
+    assert "--budget" in capsys.readouterr().err
+
+
+def test_jobs_put_the_stochastic_start_and_its_arms_first_and_wait_for_their_warm_start(tmp_path):
+    plan = ExperimentPlan(tmp_path, seeds=(1, 2), arms=("s1", "stochastic", "w2v2", "scratch"))
+    jobs = plan_jobs(plan, {"s1": 10, "stochastic": 10, "w2v2": 10, "scratch": 10})
+    assert [job.label for job in jobs[:6]] == [
+        "pretrain stochastic seed 1", "warm stochastic seed 1", "pretrain stochastic seed 2", "warm stochastic seed 2",
+        "arm s1 seed 1 to 10", "arm stochastic seed 1 to 10"]
+    assert Job("arm", "w2v2", 2, 10).needs == (Job("warm", "w2v2", 2),)
+    assert Job("warm", "scratch", 1).needs == ()  # no pre-training
+    assert len(jobs) == 4 + 4 + 2 + 2 + 4 + 2

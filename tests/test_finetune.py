@@ -263,9 +263,14 @@ def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
     trainer.train(3)
     model = stochw2v.load(trainer.export())
     assert model.trained_settings == ["s=2"] and model.config.max_upsample == 2
-    with pytest.raises(ValueError, match="upsampler covers total factors up to 2"):
-        finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[4]"], FinetuneRecipe), tmp_path / "hf",
-                  tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4")
+    # a policy that draws s=4 grows the upsampler: the s=2 blocks are kept, two fresh ones are added
+    wider = finetuner(load_recipe(None, RECIPE + ["policy.squeeze=[2, 4]"], FinetuneRecipe), tmp_path / "hf",
+                      tone_corpus / "train.tsv", tone_corpus / "valid.tsv", tmp_path / "run4")
+    assert wider.encoder.config.max_upsample == 4
+    original = stochw2v.load(tmp_path / "hf").context.upsample
+    assert all(torch.equal(wider.encoder.context.upsample.weights[i], original.weights[i]) for i in (0, 1))
+    wider.train(2)
+    assert stochw2v.load(wider.export()).trained_settings == ["s=2", "s=4"]
 
 
 def test_fresh_ctc_head_sees_the_audio():

@@ -72,7 +72,8 @@ def _pretrain(out: Path, data: Path, updates: int) -> Path:
 
 def _finetune(out: Path, data: Path, init: Path, updates: int, minutes: float) -> Path:
     print(f"[3/4] fine-tuning with CTC ({updates} updates, every trained setting; at most {minutes:.1f} min)")
-    # the first half at s=1 (policy.plain_updates), as `make experiment`'s stochastic arm: drawn from
+    # the first half at s=1 (policy.plain_updates), a warm start within the run (the experiment warm-starts
+    # every arm at s=1 instead): drawn from
     # update 1, a fresh clone's demo sat on CTC's blank plateau to update ~1,300 of 1,800 (valid CER
     # 0.98 at 1,200; measured 2026-12-01)
     recipe = load_recipe(packaged_recipe("finetune_tiny"), [f"optim.max_updates={updates}",

@@ -8,7 +8,7 @@ import torch
 
 from ..demo import DEMO_MINUTES
 from ..demo import run_demo as demo
-from ..experiment import ARMS, CORE, ExperimentPlan, run_experiment
+from ..experiment import ARMS, BUDGETS, CORE, ExperimentPlan, run_experiment
 from ..train.distributed import shutdown_distributed
 from ..train.finetune import Finetuner
 from ..train.pretrain import Pretrainer
@@ -75,16 +75,19 @@ def run_demo(args: argparse.Namespace) -> int:
                 finetune_updates=args.finetune_updates, minutes=args.minutes)
 
 
+BUDGET_FLAGS = ("pretrain_updates", "warm_updates", "finetune_updates", "long_updates", "max_updates", "curve_every")
+
+
 def run_experiment_command(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    plan = ExperimentPlan(Path(args.out), args.hours, args.test_utterances, args.valid_utterances, tuple(args.seeds),
-                          args.pretrain_updates, args.finetune_updates, tuple(args.arms), args.all_arms_every_seed,
-                          str(device), repeats=args.repeats, train_only=args.train_only,
-                          parallel=args.parallel)
+    overrides = {key: getattr(args, key) for key in BUDGET_FLAGS if getattr(args, key) is not None}
+    plan = ExperimentPlan(Path(args.out), args.budget, tuple(args.seeds), tuple(args.arms), args.hours,
+                          args.test_utterances, args.valid_utterances, str(device), args.parallel, args.train_only,
+                          overrides)
     report = run_experiment(plan)
     if report is None:
-        print(f"trained {len(plan.runs())} arm(s) in {plan.out}; run it again without --train-only to evaluate")
+        print(f"trained the planned stages in {plan.out}; run it again without --train-only for the report")
         return 0
     print(report.read_text())
     print(f"wrote {report}")
@@ -119,29 +122,27 @@ def add_commands(commands) -> None:
     _add_training_arguments(p)
     p.set_defaults(run=run_finetune)
 
-    p = commands.add_parser("experiment", help="the paper's three claims in miniature: every arm, evaluation, "
-                                               "EXPERIMENT.md")
+    p = commands.add_parser("experiment", help="the paper's claims on learning curves in miniature: shared warm "
+                                               "starts, every arm, 3 seeds, EXPERIMENT.md")
     p.add_argument("--out", default="runs/experiment")
+    p.add_argument("--budget", default="short", choices=list(BUDGETS),
+                   help="short: every arm to 600 updates (make experiment, core arms, < 2 h on 2 cores); long: the "
+                        "core arms on until their curves flatten, continuing a short run's stages")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--arms", nargs="+", default=list(CORE), choices=[a.name for a in ARMS],
+                   help="default: the core arms %(default)s; the others: w2v2, sew2, w2v2>stoch, scratch")
     p.add_argument("--hours", type=positive_float, default=2.0, help="synthetic speech to make")
     p.add_argument("--test-utterances", type=positive_int, default=300)
     p.add_argument("--valid-utterances", type=positive_int, default=100)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2],
-                   help="default: two seeds of the core arms, what 2 h on 2 cores allow with --parallel 2")
-    p.add_argument("--pretrain-updates", type=positive_int, default=500)
-    p.add_argument("--finetune-updates", type=positive_int, default=1500)
-    p.add_argument("--arms", nargs="+", default=list(CORE), choices=[a.name for a in ARMS],
-                   help="default: the core arms %(default)s; the others: sew4, squeeze, stoch>s4")
-    p.add_argument("--all-arms-every-seed", action="store_true", help="default: only the core arms get every seed")
+    for flag in BUDGET_FLAGS:
+        p.add_argument(f"--{flag.replace('_', '-')}", type=positive_int, help="override the budget's value")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--parallel", type=positive_int, default=2,
-                   help="training processes that split --threads between them, each logging to OUT/logs/ "
+                   help="training processes that split --threads between them, each stage logging to OUT/logs/ "
                         "(make experiment: 2 processes of 1 thread on 2 cores)")
     p.add_argument("--train-only", action="store_true",
-                   help="train the planned stages, skip evaluation: split the arms over processes or nodes "
-                        "sharing one --out, then run once more without it")
-    p.add_argument("--repeats", type=positive_int, default=ExperimentPlan.repeats,
-                   help="timed passes per setting in the evaluation (the median is reported)")
+                   help="train the planned stages, skip the report: several invocations can share one --out")
     p.set_defaults(run=run_experiment_command)
 
     p = commands.add_parser("demo", help="synthesise, pre-train, fine-tune and evaluate, all on the CPU")

@@ -78,7 +78,7 @@ def default_settings(model: CTCModel) -> list[Compression]:
     return runnable
 
 
-def _decode_pass(model: CTCModel, batches: list[Batch], setting: Compression | Cascade, decoder, clock: Clock):
+def decode_pass(model: CTCModel, batches: list[Batch], setting: Compression | Cascade, decoder, clock: Clock):
     """Hypotheses by utterance id, encoder and decoding seconds of one pass, and (cascades) accepted stages."""
     hypotheses, encoder_s, decode_s, stages = {}, 0.0, 0.0, []
     cuda = next(model.parameters()).device.type == "cuda"
@@ -139,7 +139,7 @@ def evaluate_models(models: dict[str, CTCModel], manifest: Manifest,
 
     def job(name: str, setting: Compression | Cascade) -> Callable[[], tuple]:
         def run() -> tuple:
-            result = _decode_pass(models[name], batches[name], setting, decoders[name], clock)
+            result = decode_pass(models[name], batches[name], setting, decoders[name], clock)
             bar.update()
             return result
         return run
@@ -149,7 +149,7 @@ def evaluate_models(models: dict[str, CTCModel], manifest: Manifest,
     return _summarise(models, manifest, references, runs, beam)
 
 
-def _gmacs(model: CTCModel, setting: Compression | Cascade, mean_seconds: float, stages) -> float:
+def gmacs_per_audio_second(model: CTCModel, setting: Compression | Cascade, mean_seconds: float, stages) -> float:
     """GMACs per audio second of a setting, or of a cascade's average over its accepted stages."""
     if isinstance(setting, Cascade):
         return setting.gmacs_per_audio_second(stages, mean_seconds)
@@ -179,7 +179,8 @@ def _summarise(models: dict[str, CTCModel], manifest: Manifest, references: dict
         evaluation.rows.append(SettingResult(
             name, label, total.wer, *bootstrap_interval(counts, "wer"), total.cer,
             *bootstrap_interval(counts, "cer"), encoder_s, decode_s, encoder_s / audio_seconds,
-            encoder_s / baseline, _gmacs(model, setting, mean_seconds, results[-1][3]), count_parameters(model),
+            encoder_s / baseline, gmacs_per_audio_second(model, setting, mean_seconds, results[-1][3]),
+            count_parameters(model),
             len(manifest), trained, decoder))
         evaluation.hypotheses[name][label] = texts
         evaluation.utterance_counts[name][label] = counts
@@ -254,7 +255,6 @@ def results_payload(evaluation: Evaluation, extra: dict | None = None) -> dict:
             "hypotheses": evaluation.hypotheses, **(extra or {})}
 
 
-__all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "default_settings", "differences_table",
-           "evaluate_models", "find_row", "markdown_table", "mean_paired_difference", "paired_difference",
-           "pareto_front",
-           "prepare_references", "results_payload"]
+__all__ = ["DEFAULT_SQUEEZES", "Evaluation", "SettingResult", "decode_pass", "default_settings", "differences_table",
+           "evaluate_models", "find_row", "gmacs_per_audio_second", "markdown_table", "mean_paired_difference",
+           "paired_difference", "pareto_front", "prepare_references", "results_payload"]

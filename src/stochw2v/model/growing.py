@@ -1,4 +1,5 @@
-"""Deeper models from trained ones: new transformer layers that start as the identity.
+"""Bigger models from trained ones: new transformer layers that start as the identity, and an
+upsampler for factors a model was never built for.
 
 A pre-LN layer adds its attention and feed-forward outputs to the residual stream, so with both
 output projections at zero it passes its input through unchanged. Appending such layers gives a
@@ -43,4 +44,19 @@ def grow_depth(model: Encoder | CTCModel, new_layers: int) -> Encoder | CTCModel
     return recogniser
 
 
-__all__ = ["grow_depth"]
+def grow_upsampler(encoder: Encoder, max_factor: int) -> Encoder:
+    """A copy of `encoder` whose upsampler covers total factors up to `max_factor`: the blocks it had
+    keep their weights, the new ones start as in a fresh model. A plain wav2vec 2.0 encoder (no
+    upsampler) gains one, which also runs at s=1, so its s=1 output changes until fine-tuning
+    trains the new block; a SEW encoder at s=2 keeps its s=1 and s=2 outputs exactly."""
+    config = encoder.config
+    if max_factor <= config.max_upsample:
+        return encoder
+    grown = Encoder(dataclasses.replace(config, max_upsample=max_factor)).to(next(encoder.parameters()).dtype)
+    missing, unexpected = grown.load_state_dict(encoder.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("context.upsample.") for key in missing):
+        raise ConfigError(f"grow_upsampler: weights that do not fit the grown encoder: {unexpected or missing}")
+    return grown
+
+
+__all__ = ["grow_depth", "grow_upsampler"]

@@ -21,6 +21,7 @@ from ..model.compression import Compression
 from ..model.config import EncoderConfig
 from ..model.ctc import CTCModel, greedy_decode
 from ..model.encoder import Encoder
+from ..model.growing import grow_upsampler
 from .masking import mask_features
 from .recipe import FinetuneRecipe
 from .state import BEST, CHECKPOINTS, read_checkpoint
@@ -92,11 +93,25 @@ class Finetuner(Trainer):
         if not isinstance(encoder, Encoder):
             raise ConfigError(f"--init must be an encoder or recogniser, got {type(init).__name__}")
         self.init_encoder = with_overrides(copy.deepcopy(encoder), recipe.encoder_overrides)
+        self.init_encoder = self._with_upsampler(self.init_encoder, recipe, progress)
         same_tokens = isinstance(init, CTCModel) and init.vocabulary.tokens == self.vocabulary.tokens
         self.init_head = copy.deepcopy(init.head.state_dict()) if same_tokens else None
         sources = {"train": str(self.train_tsv.resolve()), "valid": str(self.valid_tsv.resolve()),
                    "init": init_source}
         super().__init__(recipe, out, sources, resume, progress, device)
+
+    @staticmethod
+    def _with_upsampler(encoder: Encoder, recipe: FinetuneRecipe, progress: bool) -> Encoder:
+        """The encoder, with upsampler blocks added when the policy draws total factors it has none for
+        (a plain wav2vec 2.0 or a SEW s=2 checkpoint fine-tuned stochastically)."""
+        largest = max(recipe.policy.build(recipe.run.seed).total_factors())
+        if largest <= max(1, encoder.config.max_upsample):
+            return encoder
+        if progress:
+            print(f"finetune: the policy draws total factors up to {largest}; the model's upsampler covers "
+                  f"{encoder.config.max_upsample or 'none'}: new upsampler blocks start as in a fresh model",
+                  flush=True)
+        return grow_upsampler(encoder, largest)
 
     def manifests(self) -> tuple[Manifest, Manifest]:
         manifests = []

@@ -95,18 +95,25 @@ def truncate_log(out: Path, update: int) -> None:
     atomic_write(path, "".join(line + "\n" for line in kept).encode())
 
 
+def read_log_entries(out: Path) -> list[dict[str, Any]]:
+    """Every readable line of a run's log.jsonl, in order."""
+    path = Path(out) / LOG_FILE
+    if not path.exists():
+        raise MissingFileError(f"{path}: no training log (is {out} a run folder?)")
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
+    return entries
+
+
 def read_log(out: Path) -> tuple[list[tuple[int, float]], dict[int, dict[str, dict[str, float]]]]:
     """A run's log.jsonl as (train losses [(update, loss)], validations {update: {setting: metrics}})."""
     losses: list[tuple[int, float]] = []
     validations: dict[int, dict[str, dict[str, float]]] = {}
-    path = Path(out) / LOG_FILE
-    if not path.exists():
-        raise MissingFileError(f"{path}: no training log (is {out} a run folder?)")
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a line torn by a killed run
-            continue
+    for entry in read_log_entries(out):
         if entry.get("split") == "train":
             losses.append((entry["update"], entry["loss"]))
         elif str(entry.get("split", "")).startswith("valid/"):
@@ -127,4 +134,5 @@ def tensorboard_writer(folder: Path, purge_after: int = 0):
 
 
 __all__ = ["LOG_FILE", "RECIPE_FILE", "SOURCES_FILE", "append_log", "prepare_run_folder", "read_log",
+           "read_log_entries",
            "tensorboard_writer", "truncate_log"]
