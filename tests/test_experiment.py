@@ -55,9 +55,9 @@ def test_experiment_branches_arms_from_shared_warm_starts_reports_claims_and_con
     assert main(["experiment", "--out", str(out), *ARGS, *ARMS, "--parallel", "1"]) == 0
     assert {p: p.read_text() for p in out.glob("*/*/log.jsonl")} == logs
     # the long budget continues the short one's arms where they stopped (updates 1-4 are not trained again)
-    assert main(["experiment", "--out", str(out), *ARGS, "--arms", "s1", "distill", "--budget", "long",
+    assert main(["experiment", "--out", str(out), *ARGS, "--arms", "s1", "--budget", "long",
                  "--long-updates", "6", "--max-updates", "6", "--parallel", "1"]) == 0
-    assert _stage(out / "finetune" / "distill-seed1")["updates"] == 6
+    assert _stage(out / "finetune" / "s1-seed2")["updates"] == 6
     assert _stage(out / "finetune" / "s2-seed1")["updates"] == 4
     old = logs[out / "finetune" / "s1-seed1" / "log.jsonl"].splitlines()
     assert (out / "finetune" / "s1-seed1" / "log.jsonl").read_text().splitlines()[:len(old)] == old
