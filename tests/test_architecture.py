@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "stochw2v"
-# audio -> data -> model -> train -> evaluate -> serve -> entry points -> cli; errors/files below all
-LAYERS = {"errors": 0, "files": 0, "audio": 1, "data": 2, "model": 3, "train": 4, "evaluate": 5, "serve": 6,
-          "sources": 7, "demo": 7, "experiment": 7, "cli": 8}
+# audio -> data -> compute -> model -> formats -> train -> evaluate -> serve -> applications -> cli;
+# errors/files below all
+LAYERS = {"errors": 0, "files": 0, "audio": 1, "data": 2, "compute": 3, "model": 4, "formats": 5, "train": 6,
+          "evaluate": 7, "serve": 8, "demo": 9, "experiment": 9, "cli": 10}
 LONGEST_FUNCTION = 60
 
 
@@ -28,6 +29,8 @@ def imports_of(name: str, path: Path, known: set[str]) -> list[tuple[str, int, b
 
     def visit(node, in_function):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and ast.unparse(child.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                continue  # a type-only import: no dependency at run time
             nested = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             targets = []
             if isinstance(child, ast.ImportFrom):
@@ -108,9 +111,8 @@ def test_no_function_is_longer_than_sixty_lines():
     assert not long, long
 
 
-# the network itself: what runs a forward pass (formats, budgets and training pieces live beside it)
-NETWORK = ["stochw2v.model." + name for name in ("activations", "compression", "config", "pooling", "transformer",
-                                                  "feature_encoder", "inputs", "encoder", "ctc", "macs")]
+# the network itself: every module of model/ (formats, compute budgets and training live beside it)
+NETWORK = sorted(name for name in modules() if name.startswith("stochw2v.model"))
 
 
 def reachable(graph, start: str) -> set[str]:
@@ -124,13 +126,27 @@ def reachable(graph, start: str) -> set[str]:
     return seen
 
 
+def test_the_network_is_the_model_package_only():
+    network = ("activations", "config", "pooling", "transformer", "feature_encoder", "inputs", "encoder", "ctc")
+    assert set(NETWORK) == {"stochw2v.model"} | {f"stochw2v.model.{name}" for name in network}
+
+
 @pytest.mark.parametrize("module", NETWORK)
-def test_the_network_imports_no_budget_or_training_module(graph, module):
+def test_the_network_imports_no_format_budget_or_training_module(graph, module):
     reached = reachable(graph, module)
-    assert "stochw2v.model.budget" not in reached, f"{module} reaches the budget module"
+    forbidden = [name for name in reached if name.startswith(("stochw2v.formats", "stochw2v.train"))
+                 or name == "stochw2v.compute.budget"]
+    assert not forbidden, f"{module} reaches {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize("module", ["stochw2v.formats.load", "stochw2v.formats.model_folder", "stochw2v.formats.hf",
+                                    "stochw2v.formats.fairseq", "stochw2v.formats.onnx"])
+def test_loading_a_model_for_inference_imports_nothing_from_train(graph, module):
+    reached = reachable(graph, module)
     assert not any(name.startswith("stochw2v.train") for name in reached), f"{module} reaches train/"
 
 
-def test_loading_a_model_for_inference_imports_nothing_from_train(graph):
-    reached = reachable(graph, "stochw2v.model.loading")
-    assert not any(name.startswith("stochw2v.train") for name in reached)
+def test_every_package_has_an_init():
+    missing = [str(folder.relative_to(SRC)) for folder in SRC.iterdir()
+               if folder.is_dir() and any(folder.glob("*.py")) and not (folder / "__init__.py").exists()]
+    assert not missing, missing

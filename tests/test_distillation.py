@@ -7,10 +7,10 @@ import torch
 
 import stochw2v
 from helpers import small_config
+from stochw2v.compute.compression import Compression
 from stochw2v.data import Manifest, Vocabulary
 from stochw2v.data.dataset import collate
 from stochw2v.errors import ConfigError
-from stochw2v.model.compression import Compression
 from stochw2v.train.finetune import Finetuner, distillation_loss
 from stochw2v.train.recipe import FinetuneRecipe, load_recipe
 

@@ -150,7 +150,7 @@ def test_bad_lengths_and_settings_raise_clear_errors():
 
 def test_save_and_load_round_trip(tmp_path):
     model = Encoder(small_config(conv_norm="group")).eval()
-    model.save(tmp_path / "m")
+    stochw2v.save(model, tmp_path / "m")
     loaded = stochw2v.load(tmp_path / "m")
     assert loaded.config == model.config
     audio = padded_batch([5000])
@@ -174,8 +174,8 @@ def test_load_reports_bad_folders(tmp_path):
     (bad / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match="neither a stochw2v model"):
         stochw2v.load(bad)
-    Encoder(small_config()).save(tmp_path / "m")
-    Encoder(small_config(dim=64, pos_conv_groups=4)).save(tmp_path / "other")
+    stochw2v.save(Encoder(small_config()), tmp_path / "m")
+    stochw2v.save(Encoder(small_config(dim=64, pos_conv_groups=4)), tmp_path / "other")
     (tmp_path / "other" / "config.json").replace(tmp_path / "m" / "config.json")
     with pytest.raises(ValueError, match="shape mismatch"):
         stochw2v.load(tmp_path / "m")
@@ -233,14 +233,14 @@ def test_grown_model_computes_the_same_and_its_new_layers_learn(tmp_path):
     from stochw2v.data.text import Vocabulary
     from stochw2v.errors import ConfigError
     from stochw2v.model import CTCModel
-    from stochw2v.model.growing import grow_depth
+    from stochw2v.train.growing import grow_depth
 
     torch.manual_seed(0)
     vocabulary = Vocabulary.from_tokens(["<blank>", "|", *"ABC"])
     model = CTCModel(Encoder(small_config(layer_norm_first=True)), vocabulary).eval()
     for p in model.parameters():  # trained-looking weights, not the zero biases of a fresh init
         p.data.add_(0.05 * torch.randn_like(p))
-    model.save(tmp_path / "small")
+    stochw2v.save(model, tmp_path / "small")
     assert main(["grow", str(tmp_path / "small"), "--layers", "2", "--out", str(tmp_path / "grown")]) == 0
     grown = stochw2v.load(tmp_path / "grown").eval()
     assert grown.config.num_layers == 5 and grown.vocabulary.tokens == model.vocabulary.tokens
@@ -260,7 +260,7 @@ def test_grown_model_computes_the_same_and_its_new_layers_learn(tmp_path):
 
 
 def test_grow_upsampler_keeps_the_factors_a_model_had_and_adds_fresh_blocks_for_the_rest():
-    from stochw2v.model.growing import grow_upsampler
+    from stochw2v.train.growing import grow_upsampler
 
     torch.manual_seed(0)
     sew = Encoder(small_config(max_upsample=2)).eval()

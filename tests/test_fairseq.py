@@ -156,7 +156,7 @@ def test_unsupported_architectures_are_named(tmp_path):
 
 
 def test_conv_layer_strings_are_parsed_without_eval():
-    from stochw2v.model.fairseq import parse_conv_layers
+    from stochw2v.formats.fairseq import parse_conv_layers
 
     assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2", "x") == \
         ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2

@@ -53,7 +53,7 @@ def tone_corpus(tmp_path_factory):
     Manifest(folder, paths, sizes, TRANSCRIPTS).write(folder / "train.tsv")
     Manifest(folder, paths[:2], sizes[:2], TRANSCRIPTS[:2]).write(folder / "valid.tsv")
     Manifest(folder, paths, sizes).write(folder / "unlabelled.tsv")
-    stochw2v.Encoder(small_config()).save(folder / "init")
+    stochw2v.save(stochw2v.Encoder(small_config()), folder / "init")
     return folder
 
 
@@ -88,7 +88,7 @@ def test_ctc_finetuning_lowers_loss_and_reproduces_transcripts(finetuned, tone_c
 @pytest.mark.slow
 def test_the_training_log_reads_back_as_losses_and_validations(finetuned, tmp_path):
     from stochw2v.errors import MissingFileError
-    from stochw2v.train.run_folder import LOG_FILE, read_log
+    from stochw2v.formats.run_folder import LOG_FILE, read_log
 
     trainer, _, summary, out = finetuned
     losses, validations = read_log(out)
@@ -335,7 +335,7 @@ def test_transcribe_runs_the_encoder_once_per_file(finetuned, tone_corpus, monke
 
 
 def test_a_fine_tuning_run_loads_as_its_best_wer_checkpoint(tone_corpus, tmp_path):
-    from stochw2v.train.state import read_checkpoint
+    from stochw2v.formats.checkpoint import read_checkpoint
 
     recipe = load_recipe(None, RECIPE + ["run.validate_every=4", "run.keep_last=5"], FinetuneRecipe)
     trainer = finetuner(recipe, tone_corpus / "init", tone_corpus / "train.tsv", tone_corpus / "valid.tsv",
@@ -390,7 +390,7 @@ def test_a_recogniser_exports_as_hf_for_ctc_with_equal_logits(tmp_path, capsys):
     transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle")
     encoder = stochw2v.Encoder(small_config(conv_norm="group", conv_bias=False, dim=48, max_upsample=4))
     ours = CTCModel(encoder, Vocabulary()).eval()
-    ours.save(tmp_path / "ours")
+    stochw2v.save(ours, tmp_path / "ours")
     vocab = json.loads((tmp_path / "ours" / "vocab.json").read_text())  # our folder names its vocabulary too
     assert tuple(sorted(vocab, key=vocab.get)) == ours.vocabulary.tokens
     assert isinstance(stochw2v.load(tmp_path / "ours"), CTCModel)  # and still loads as ours, not as HF

@@ -20,11 +20,11 @@ import stochw2v
 from helpers import serving, small_config
 from stochw2v.audio import decode_audio, load_audio
 from stochw2v.cli import main
+from stochw2v.compute.budget import Profile, SettingCost
 from stochw2v.data import Vocabulary
 from stochw2v.data.manifest import read_manifest
 from stochw2v.errors import ConfigError, ManifestError, ModelFileError, Stochw2vError
 from stochw2v.evaluate.ngram import tuned_weights
-from stochw2v.model.budget import Profile, SettingCost
 from stochw2v.serve import ServeSettings, create_app
 from stochw2v.serve.http_server import bind_socket
 from stochw2v.train.recipe import FinetuneRecipe, load_recipe
@@ -210,7 +210,7 @@ def test_a_fifo_is_refused_by_name_not_read_forever(tmp_path):
 
 
 def test_file_level_refusals_are_one_line(tmp_path, capsys):
-    model = small_recogniser().save(tmp_path / "model")
+    model = stochw2v.save(small_recogniser(), tmp_path / "model")
     sf.write(tmp_path / "one_hz.wav", np.zeros(100, np.float32), 1, subtype="FLOAT")
     sf.write(tmp_path / "loud.wav", np.full(16000, 1e30, np.float32), 16000, subtype="FLOAT")
     long_name = str(tmp_path / ("x" * 300 + ".wav"))
@@ -235,7 +235,7 @@ def test_manifest_check_is_linear_in_the_number_of_entries(tmp_path):
 # ------------------------------------------------------------ model folders
 @pytest.fixture()
 def model_folder(tmp_path):
-    return small_recogniser().save(tmp_path / "model")
+    return stochw2v.save(small_recogniser(), tmp_path / "model")
 
 
 def edit_config(folder, **changes):

@@ -148,7 +148,7 @@ def test_an_lm_in_another_alphabet_is_refused_before_decoding(tmp_path):
 
 def test_tuned_weights_are_written_and_used_by_lm_folders(tmp_path):
     model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    model.save(tmp_path / "model")
+    stochw2v.save(model, tmp_path / "model")
     rng = np.random.default_rng(0)
     for i in range(2):
         sf.write(tmp_path / f"u{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)

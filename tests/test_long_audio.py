@@ -43,7 +43,7 @@ def test_word_times_come_from_the_alignment():
 def test_a_long_file_in_windows_has_monotone_word_times_within_the_audio(tmp_path, capsys):
     torch.manual_seed(0)
     model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    model.save(tmp_path / "m")
+    stochw2v.save(model, tmp_path / "m")
     rng = np.random.default_rng(0)
     sf.write(tmp_path / "long.wav", (0.3 * rng.standard_normal(16000 * 95)).astype(np.float32), 16000)
     long = transcribe_long(model, tmp_path / "long.wav", model.resolve("s=1"), chunk_seconds=20, progress=False)
@@ -58,7 +58,7 @@ def test_a_long_file_in_windows_has_monotone_word_times_within_the_audio(tmp_pat
 def test_long_files_are_transcribed_in_bounded_memory(tmp_path):
     """Peak memory of a 10-minute file in 30 s windows stays near that of a 1-minute file (one pass over
     the 10 minutes peaks at about 810 MB with this model, measured; the windows at about 380 MB)."""
-    stochw2v.CTCModel(stochw2v.Encoder(stochw2v.EncoderConfig.tiny()), Vocabulary()).save(tmp_path / "m")
+    stochw2v.save(stochw2v.CTCModel(stochw2v.Encoder(stochw2v.EncoderConfig.tiny()), Vocabulary()), tmp_path / "m")
     rng = np.random.default_rng(0)
     peaks = {}
     for minutes in (1, 10):

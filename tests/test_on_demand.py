@@ -8,10 +8,10 @@ import torch
 import stochw2v
 from helpers import noise_corpus, small_config
 from stochw2v.cli import main
+from stochw2v.compute.budget import Profile, SettingCost
 from stochw2v.data import Vocabulary
 from stochw2v.evaluate.cascade import Cascade, CascadeConfig, Measurements, calibrate, simulate
 from stochw2v.model import CTCModel
-from stochw2v.model.budget import Profile, SettingCost
 
 TRANSCRIPTS = ["AB CA", "CAB", "BC A"]
 
@@ -59,7 +59,7 @@ def test_re_profiling_keeps_the_accuracies_of_an_earlier_profile(tmp_path):
     # a model's shipped profile was measured on another machine: a new one, on this machine's threads,
     # takes its WER/CER from the old one so that budgets and the server still rank by accuracy
     model = CTCModel(stochw2v.Encoder(small_config()), Vocabulary())
-    model.save(tmp_path / "model")
+    stochw2v.save(model, tmp_path / "model")
     old = Profile([SettingCost("s=1", {1: 0.5}, 3.0, wer=0.10, cer=0.04),
                    SettingCost("s=2", {1: 0.2}, 2.0, wer=0.15, cer=0.06)]).save(tmp_path / "old.json")
     assert main(["profile", "--model", str(tmp_path / "model"), "--settings", "s=1;s=2", "--seconds", "1",
@@ -96,7 +96,7 @@ def test_calibration_finds_the_cheapest_thresholds_that_meet_the_target_wer():
 @pytest.fixture()
 def recogniser(tmp_path):
     model = CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    return model.save(tmp_path / "model")
+    return stochw2v.save(model, tmp_path / "model")
 
 
 @pytest.fixture()

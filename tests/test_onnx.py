@@ -17,7 +17,7 @@ def test_the_onnx_graph_equals_torch_on_padded_batches_of_any_size(setting, tmp_
     torch.manual_seed(0)
     model = stochw2v.CTCModel(stochw2v.Encoder(small_config(conv_norm="group", normalize_waveform=True)),
                               Vocabulary()).eval()
-    model.save(tmp_path / "m")
+    stochw2v.save(model, tmp_path / "m")
     assert main(["export-onnx", str(tmp_path / "m"), "--compression", setting, "--out", str(tmp_path / "m.onnx")]) == 0
     assert "dynamic batch and length" in capsys.readouterr().out
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import stochw2v
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
@@ -29,10 +31,14 @@ def test_the_wheel_installed_in_a_fresh_venv_outside_the_checkout_runs_the_demo_
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     check = ("import stochw2v, pathlib; from stochw2v.train.recipe import load_recipe; "
              f"assert pathlib.Path(stochw2v.__file__).is_relative_to({str(site)!r}), stochw2v.__file__; "
-             "recipe = load_recipe('pretrain_tiny'); print(recipe.model.preset, recipe.optim.max_updates)")
+             "recipe = load_recipe('pretrain_tiny'); "
+             "folder = stochw2v.save(stochw2v.Encoder(stochw2v.EncoderConfig.preset('tiny')), 'tiny_model'); "
+             "back = stochw2v.load(folder); "
+             "print(recipe.model.preset, recipe.optim.max_updates, type(back).__name__, back.config.dim)")
     loaded = subprocess.run([python, "-c", check], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split()[0] == "tiny"
+    preset, _, kind, dim = loaded.stdout.split()
+    assert (preset, kind, dim) == ("tiny", "Encoder", str(stochw2v.EncoderConfig.tiny().dim))
     demo = subprocess.run([python, "-m", "stochw2v", "demo", "--help"], capture_output=True, text=True, cwd=tmp_path,
                           env=env)
     assert demo.returncode == 0 and "usage: stochw2v demo" in demo.stdout, demo.stderr

@@ -12,9 +12,9 @@ import torch
 
 import stochw2v
 from helpers import serving, small_config
+from stochw2v.compute.budget import Profile, SettingCost
 from stochw2v.data import Vocabulary
 from stochw2v.data.error_rates import error_rates
-from stochw2v.model.budget import Profile, SettingCost
 from stochw2v.serve import Job, Overloaded, Scheduler, ServeSettings, create_app
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "stochw2v-synth-en"

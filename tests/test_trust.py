@@ -45,7 +45,7 @@ def corpus(tmp_path):
 @pytest.fixture()
 def recogniser(tmp_path):
     model = CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    return model.save(tmp_path / "model")
+    return stochw2v.save(model, tmp_path / "model")
 
 
 def plant(folder, names, marker):
@@ -139,7 +139,7 @@ def test_manifest_folder_lists_every_unreadable_file(tmp_path, capsys):
 def test_saved_files_are_readable_per_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        folder = stochw2v.Encoder(small_config()).save(tmp_path / "m")
+        folder = stochw2v.save(stochw2v.Encoder(small_config()), tmp_path / "m")
     finally:
         os.umask(old)
     for name in ("config.json", "model.safetensors"):
@@ -149,7 +149,7 @@ def test_saved_files_are_readable_per_the_umask(tmp_path):
 def test_saving_onto_a_file_is_refused(tmp_path):
     (tmp_path / "taken").write_text("precious")
     with pytest.raises(stochw2v.Stochw2vError, match="is a file"):
-        stochw2v.Encoder(small_config()).save(tmp_path / "taken")
+        stochw2v.save(stochw2v.Encoder(small_config()), tmp_path / "taken")
     assert (tmp_path / "taken").read_text() == "precious"
 
 

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from stochw2v.train.run_folder import read_log  # noqa: E402
+from stochw2v.formats.run_folder import read_log  # noqa: E402
 
 
 def metric_curves(run: Path) -> tuple[str, dict[int, dict[str, float]], list[tuple[int, float]]]:

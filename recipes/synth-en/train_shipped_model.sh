@@ -109,4 +109,6 @@ combine combined9 data equal_shares fresh9 festival8 warped8 festival9 warped9
 finetune finetune_stage9 "$OUT/finetune_stage8/model" recipes/synth-en/finetune_shipped_stage9.yaml "$OUT/combined9/train.tsv"
 # stage 10: the same data, less masking and augmentation, s=1 five updates in eight (60 min)
 finetune finetune_stage10 "$OUT/finetune_stage9/model" recipes/synth-en/finetune_shipped_stage10.yaml "$OUT/combined9/train.tsv"
-$PY -m stochw2v export "$OUT/finetune_stage10/model" --out "$OUT/model"
+# stored in float16: half the 16 MB, and the same test CER (0.149 / 0.183 at s=1 / s=4 on 300 held-out
+# utterances, both ways; WER 0.503 vs 0.502), so a new version of the committed weights costs every clone 8 MB
+$PY -m stochw2v export "$OUT/finetune_stage10/model" --out "$OUT/model" --dtype float16

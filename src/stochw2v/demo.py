@@ -17,12 +17,12 @@ from .data import read_manifest
 from .data.synth import make_corpus
 from .evaluate.report import write_results
 from .evaluate.tradeoff import evaluate_models, markdown_table
+from .formats.load import load
+from .formats.run_folder import read_log
 from .model import CTCModel
-from .sources import load
 from .train.finetune import Finetuner
 from .train.pretrain import Pretrainer
 from .train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe, packaged_recipe
-from .train.run_folder import read_log
 
 # the shipped model is compared when the demo runs from a checkout (an installed wheel does not carry it)
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "stochw2v-synth-en"

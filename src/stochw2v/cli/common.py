@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..compute import Compression
 from ..errors import ConfigError, Stochw2vError
 from ..evaluate.decoding import (
     DEFAULT_BEAM_PRUNE_LOGP,
@@ -17,8 +18,8 @@ from ..evaluate.decoding import (
     DEFAULT_WORD_SCORE,
 )
 from ..evaluate.ngram import tuned_weights
-from ..model import Compression, CTCModel, Model
-from ..sources import load
+from ..formats.load import load
+from ..model import CTCModel, Model
 
 
 def positive_int(text: str) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 
 from ..audio import SAMPLE_RATE, audio_info, load_audio
+from ..compute import Compression
+from ..compute.budget import pick_setting
 from ..data import read_manifest
 from ..errors import Stochw2vError
 from ..evaluate.cascade import Cascade, CascadeConfig, calibrate, measure
@@ -20,8 +22,7 @@ from ..evaluate.long_audio import ctc_words, transcribe_long
 from ..evaluate.ngram import read_sentences, read_vocabulary, write_lm
 from ..evaluate.report import check_output_folder, write_results
 from ..evaluate.tradeoff import evaluate_models, markdown_table
-from ..model import Compression, CTCModel
-from ..model.budget import pick_setting
+from ..model import CTCModel
 from .common import (
     add_decode_workers,
     add_decoding,

@@ -10,10 +10,12 @@ from ..errors import Stochw2vError
 from ..evaluate.profile import format_profile, format_table, measure_profile, profile
 from ..evaluate.timing import thread_note
 from ..files import read_json
-from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters, export_hf
-from ..model.growing import grow_depth
-from ..model.onnx import export_onnx
-from ..sources import load
+from ..formats import export_hf
+from ..formats.load import load
+from ..formats.model_folder import save
+from ..formats.onnx import export_onnx
+from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters
+from ..train.growing import grow_depth
 from .common import (
     add_device,
     add_threads,
@@ -79,7 +81,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def run_export(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     _check_not_inside(Path(args.model), Path(args.out))
-    out = model.save(args.out, dtype=DTYPES[args.dtype])
+    out = save(model, args.out, dtype=DTYPES[args.dtype])
     print(f"wrote {out} (stochw2v model folder, {args.dtype} weights)")
     return 0
 
@@ -101,7 +103,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 
 def run_import_fairseq(args: argparse.Namespace) -> int:
     model = load(args.checkpoint, args.dict)
-    out = model.save(args.out)
+    out = save(model, args.out)
     kind = "recogniser" if isinstance(model, CTCModel) else "encoder"
     print(f"wrote {out}: the {kind} of {args.checkpoint} ({count_parameters(model) / 1e6:.1f}M parameters)")
     return 0
@@ -111,7 +113,7 @@ def run_grow(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     _check_not_inside(Path(args.model), Path(args.out))
     grown = grow_depth(model, args.layers)
-    out = grown.save(args.out)
+    out = save(grown, args.out)
     print(f"wrote {out}: {args.model} with {args.layers} identity layers appended "
           f"({grown.config.num_layers} layers, {count_parameters(grown) / 1e6:.1f}M parameters, same outputs)")
     return 0

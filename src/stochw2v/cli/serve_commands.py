@@ -6,7 +6,7 @@ import argparse
 import torch
 
 from ..audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from ..model.budget import Profile
+from ..compute.budget import Profile
 from ..serve import ServeSettings, create_app
 from ..serve.http_server import bind_socket, build_server
 from .common import (

@@ -18,12 +18,13 @@ import torch
 from torch import Tensor
 
 from ..audio import SAMPLE_RATE
+from ..compute import Compression, count_macs
 from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import utterance_errors
 from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..errors import ConfigError, ModelFileError
 from ..files import read_json, write_json
-from ..model import Compression, CTCModel, count_macs
+from ..model import CTCModel
 from ..model.ctc import CTCOutput, greedy_decode
 from ..model.encoder import Features
 from .references import prepare_references

@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..compute import Compression
 from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import error_rates
 from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..files import write_json
-from ..model import Compression, CTCModel
+from ..model import CTCModel
 from .decoding import DEFAULT_BEAM_PRUNE_LOGP, DEFAULT_TOKEN_MIN_LOGP, DEFAULT_UNKNOWN_WORD_SCORE, BeamDecoder
 from .references import prepare_references
 

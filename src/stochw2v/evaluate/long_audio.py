@@ -21,9 +21,10 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE
+from ..compute import Compression
 from ..data.text import WORD_SEPARATOR, Vocabulary
 from ..errors import AudioError
-from ..model import Compression, CTCModel
+from ..model import CTCModel
 
 ALIGN = 320 * 8  # windows start on multiples of the hop times the largest pooling factor
 

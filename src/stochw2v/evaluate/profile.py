@@ -7,9 +7,10 @@ from functools import partial
 import torch
 
 from ..audio import SAMPLE_RATE
+from ..compute import Compression, count_macs
+from ..compute.budget import Profile, SettingCost
 from ..errors import ConfigError
-from ..model import Compression, CTCModel, Encoder, count_macs
-from ..model.budget import Profile, SettingCost
+from ..model import CTCModel, Encoder
 from .timing import interleaved_medians
 
 

@@ -18,14 +18,14 @@ import torch
 from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE
+from ..compute.compression import Compression
+from ..compute.macs import count_macs
 from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import ErrorCounts, error_rates, utterance_errors
 from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..errors import ConfigError
-from ..model.compression import Compression
+from ..model import count_parameters
 from ..model.ctc import CTCModel
-from ..model.loading import count_parameters
-from ..model.macs import count_macs
 from .cascade import Cascade, CascadeConfig
 from .decoding import DEFAULT_BEAM_WIDTH, BeamDecoder, greedy_decode
 from .references import prepare_references

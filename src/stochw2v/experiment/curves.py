@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..train.run_folder import read_log_entries
+from ..formats.run_folder import read_log_entries
 from .arms import Arm
 
 FLAT_SPAN = 1000  # updates over which a curve's movement is measured

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..files import write_json
+from ..formats.strict_yaml import load_strict
 from ..train.recipe import packaged_recipe
 from .arms import CORE, Arm, Budget, arms_named, budget_named
 
@@ -57,12 +58,17 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _recipe_digest(path: Path) -> str:
+    """Of what the recipe says, not how it is written: a comment edited in a recipe does not orphan a run."""
+    return hashlib.sha256(json.dumps(load_strict(path.read_text()), sort_keys=True).encode()).hexdigest()[:16]
+
+
 def plan_record(plan: ExperimentPlan) -> dict:
     """What a resumed experiment must share with the one that started its folder. The fine-tuning
     length is not among it: a longer budget continues a shorter one's arms."""
     budget = plan.schedule
     return {"seeds": list(plan.seeds), "corpus": _digest(plan.data / "corpus.json"),
-            "recipes": {name: _digest(packaged_recipe(name)) for name in ("pretrain_tiny", "finetune_tiny")},
+            "recipes": {name: _recipe_digest(packaged_recipe(name)) for name in ("pretrain_tiny", "finetune_tiny")},
             "pretrain_updates": budget.pretrain_updates, "warm_updates": budget.warm_updates,
             "curve_every": budget.curve_every}
 

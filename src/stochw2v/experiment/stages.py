@@ -21,10 +21,11 @@ import torch
 from ..data import read_manifest
 from ..errors import TrainingError
 from ..files import write_json
+from ..formats.load import load
+from ..formats.model_folder import save
 from ..model.encoder import Encoder
-from ..model.growing import grow_upsampler
-from ..sources import load
 from ..train.finetune import Finetuner
+from ..train.growing import grow_upsampler
 from ..train.pretrain import Pretrainer
 from ..train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe, packaged_recipe
 from .arms import STARTS, Arm, Start
@@ -134,7 +135,7 @@ def warm_start(plan: ExperimentPlan, start: Start, seed: int) -> Path:
                         plan.data / "valid.tsv", run, init_source=f"{start.name} start, seed {seed}", resume=resume,
                         device=plan.device)
     trainer.train(max_updates=updates)
-    trainer.module.save(run / "model")
+    save(trainer.module, run / "model")
     _record(run, updates, time.perf_counter() - began)
     return run / "model"
 
@@ -166,7 +167,7 @@ def finetune_arm(plan: ExperimentPlan, arm: Arm, seed: int, target: int) -> Path
         seconds = time.perf_counter() - began
         score_on_test(trainer.module, test, arm.test_settings, scores_path(run, milestone))
         _record(run, milestone, seconds)
-    trainer.module.save(run / "model")
+    save(trainer.module, run / "model")
     return run
 
 

@@ -6,12 +6,13 @@ import json
 import time
 from pathlib import Path
 
+from ..compute import Compression
 from ..data import AudioDataset, BucketBatchSampler, Manifest, make_loader
 from ..data.error_rates import ErrorCounts, error_rates, utterance_errors
 from ..data.sampler import EVALUATION_BATCH_SAMPLES
 from ..evaluate.tradeoff import decode_pass, gmacs_per_audio_second, prepare_references
 from ..files import write_json
-from ..model import Compression, CTCModel
+from ..model import CTCModel
 
 
 def scores_path(run: Path, updates: int) -> Path:

@@ -1,15 +1,12 @@
-"""The encoder and everything about its weights: config, compression, policy, MACs, folders, HF interop."""
-from .compression import Compression, CompressionLike
+"""The network only: its config, the conv front end, the context network at a setting, the CTC head.
+
+Settings, the training distribution, MACs and budgets are `compute/`; files are `formats/`.
+"""
 from .config import PRESETS, EncoderConfig
-from .ctc import CTCModel, CTCOutput, greedy_decode
-from .encoder import Encoder, EncoderOutput, UntrainedSettingWarning
-from .hf import export_hf
-from .loading import Model, count_parameters
-from .macs import MacCount, count_macs
-from .policy import LayerPooling, StochasticPolicy
+from .ctc import CTCModel, CTCOutput, Model, greedy_decode
+from .encoder import Encoder, EncoderOutput, UntrainedSettingWarning, count_parameters
 
 __all__ = [
-    "CTCModel", "CTCOutput", "Compression", "CompressionLike", "Encoder", "EncoderConfig", "EncoderOutput",
-    "LayerPooling", "MacCount", "Model", "PRESETS", "StochasticPolicy", "UntrainedSettingWarning", "count_macs",
-    "count_parameters", "export_hf", "greedy_decode",
+    "CTCModel", "CTCOutput", "Encoder", "EncoderConfig", "EncoderOutput", "Model", "PRESETS",
+    "UntrainedSettingWarning", "count_parameters", "greedy_decode",
 ]

@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..compute.compression import Compression, CompressionLike
+from ..compute.policy import StochasticPolicy
 from ..errors import ConfigError
-from .compression import Compression, CompressionLike
-from .policy import StochasticPolicy
 
 ConvLayer = tuple[int, int, int]  # (channels, kernel, stride)
 

@@ -1,17 +1,14 @@
 """The recogniser: the encoder, a CTC head on its (upsampled, 50 Hz) output, and its vocabulary."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from ..compute.compression import Compression, CompressionLike
 from ..data.text import Vocabulary
-from .compression import Compression, CompressionLike
 from .encoder import Encoder, FeatureHook
-from .saving import write_model_folder
 
 
 class CTCOutput(NamedTuple):
@@ -93,11 +90,8 @@ class CTCModel(nn.Module):
         self.train(was_training)
         return greedy_decode(out.logits, out.lengths, self.vocabulary)
 
-    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """config.json (encoder config with its training distribution, vocabulary) + model.safetensors;
-        dtype=torch.float16 stores half-size weights."""
-        return write_model_folder(path, "ctc", self.encoder.config.to_dict(), self.state_dict(), dtype,
-                                  vocabulary=list(self.vocabulary.tokens))
 
+# what a model folder, a HF folder or a fairseq checkpoint loads into
+Model = Encoder | CTCModel
 
-__all__ = ["CTCModel", "CTCOutput", "greedy_decode"]
+__all__ = ["CTCModel", "CTCOutput", "Model", "greedy_decode"]

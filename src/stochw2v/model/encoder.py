@@ -1,19 +1,16 @@
 """The encoder: waveform -> conv features -> projection -> context network, at any compression."""
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .compression import Compression, CompressionLike
+from ..compute.compression import Compression, CompressionLike
 from .config import EncoderConfig
 from .feature_encoder import ConvFeatureEncoder, standardize_over_valid
 from .inputs import as_waveform_batch
-from .saving import write_model_folder
 from .transformer import ContextNetwork
 
 FeatureHook = Callable[[Tensor, "Tensor | None"], Tensor]
@@ -135,12 +132,6 @@ class Encoder(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         return self.config.num_frames(num_samples)
 
-    # ---------------------------------------------------------------- saving
-    def save(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """Write config.json + model.safetensors to folder `path` (each file atomically);
-        dtype=torch.float16 stores half-size weights."""
-        return write_model_folder(path, "encoder", self.config.to_dict(), self.state_dict(), dtype)
-
 
 def _init_linear(module: nn.Module) -> None:
     """fairseq / HF initialisation: N(0, 0.02) linears, Kaiming convs with uniform biases, unit norms."""
@@ -155,3 +146,7 @@ def _init_linear(module: nn.Module) -> None:
             # conv layer normalise a constant vector, and gradients grow ~300x per layer (1e31 measured)
             bound = (module.groups / (module.in_channels * module.kernel_size[0])) ** 0.5
             nn.init.uniform_(module.bias, -bound, bound)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..compute.compression import Compression
 from ..errors import ConfigError
 from .activations import activation
-from .compression import Compression
 from .config import EncoderConfig
 from .pooling import exporting, padding_mask, pool_ceil, pool_floor
 

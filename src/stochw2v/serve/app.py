@@ -33,9 +33,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..audio import SAMPLE_RATE, decode_audio
+from ..compute import Compression
+from ..compute.budget import Profile
 from ..errors import AudioError, ConfigError, Stochw2vError
-from ..model import Compression, CTCModel
-from ..model.budget import Profile
+from ..model import CTCModel
 from .engine import Engine, Metrics
 from .scheduler import Overloaded, Scheduler
 

@@ -16,8 +16,9 @@ import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ..audio import SAMPLE_RATE
+from ..compute import Compression
 from ..errors import ConfigError
-from ..model import Compression, CTCModel
+from ..model import CTCModel
 from ..model.ctc import greedy_decode
 from .scheduler import Batch, Job, Overloaded, Scheduler
 

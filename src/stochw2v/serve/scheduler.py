@@ -18,9 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..compute.budget import Profile, SettingCost
+from ..compute.compression import Compression
 from ..errors import Stochw2vError
-from ..model.budget import Profile, SettingCost
-from ..model.compression import Compression
 
 
 class Overloaded(Stochw2vError):

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..compute.compression import Compression
 from ..errors import Stochw2vError
-from ..model.compression import Compression
 from ..model.encoder import Encoder
 from ..model.pooling import padding_mask
-from ..model.quantizer import GumbelQuantizer
 from .masking import numpy_rng, sample_span_mask
+from .quantizer import GumbelQuantizer
 from .tasks import PretrainConfig
 
 

@@ -14,17 +14,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..audio.augment import Augmenter
+from ..compute.compression import Compression
 from ..data import AudioDataset, Batch, Manifest, Vocabulary, normalize_text, read_manifest
 from ..data.error_rates import error_rates
 from ..errors import ConfigError, ManifestError
-from ..model.compression import Compression
+from ..formats.checkpoint import BEST, CHECKPOINTS, read_checkpoint
+from ..formats.model_folder import save
 from ..model.config import EncoderConfig
 from ..model.ctc import CTCModel, greedy_decode
 from ..model.encoder import Encoder
-from ..model.growing import grow_upsampler
+from .growing import grow_upsampler
 from .masking import mask_features
 from .recipe import FinetuneRecipe
-from .state import BEST, CHECKPOINTS, read_checkpoint
 from .trainer import StepResult, Trainer
 
 __all__ = ["Finetuner", "ctc_min_frames", "distillation_loss", "prepare_labels", "with_overrides"]
@@ -194,4 +195,4 @@ class Finetuner(Trainer):
         if best.exists():
             model = copy.deepcopy(self.module).cpu()
             model.load_state_dict(read_checkpoint(best).model)
-        return model.save(folder or self.out / "model")
+        return save(model, folder or self.out / "model")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..audio.augment import Augmenter
+from ..compute.compression import Compression
 from ..data import AudioDataset, Batch, Manifest, read_manifest
-from ..model.compression import Compression
 from ..model.encoder import Encoder
 from .contrastive import Wav2Vec2Pretraining
 from .recipe import PretrainRecipe

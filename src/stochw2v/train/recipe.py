@@ -15,10 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..compute.policy import LayerPooling, StochasticPolicy
 from ..errors import ConfigError, MissingFileError
+from ..formats.strict_yaml import load_strict
 from ..model.config import PRESETS, EncoderConfig
-from ..model.policy import LayerPooling, StochasticPolicy
-from .strict_yaml import load_strict
 from .tasks import FinetuneConfig, PretrainConfig
 
 REGULARISATION_KEYS = ("dropout", "attention_dropout", "activation_dropout", "feature_dropout", "layerdrop")
@@ -46,22 +46,15 @@ class ModelRecipe:
 
 
 @dataclass
-class PoolingRecipe:
-    layers: list = field(default_factory=list)  # layers (from 1) that may pool
-    factors: list = field(default_factory=lambda: [2])
-    prob: float = 0.0  # per listed layer, independently
-    all_prob: float = 0.0  # every layer at one shared factor (kv only)
-
-
-@dataclass
 class PolicyRecipe:
-    """Which setting each update runs at (model/policy.py). Three switches give the paper's arms:
-    `fixed: s=1` (W2V2), `fixed: s=2` (SEW), `pooling: false` (stochastic squeeze only)."""
+    """Which setting each update runs at: the keys of a `StochasticPolicy` (compute/policy.py, which
+    validates them; `query` and `kv` are its `LayerPooling`s) and the switches a run adds. Three give
+    the paper's arms: `fixed: s=1` (W2V2), `fixed: s=2` (SEW), `pooling: false` (squeeze only)."""
 
     squeeze: list = field(default_factory=lambda: [1, 2, 3, 4])
     squeeze_weights: list = field(default_factory=list)  # one per squeeze, ascending; [] = uniform (the paper)
-    query: PoolingRecipe = field(default_factory=PoolingRecipe)
-    kv: PoolingRecipe = field(default_factory=PoolingRecipe)
+    query: LayerPooling = field(default_factory=LayerPooling)
+    kv: LayerPooling = field(default_factory=LayerPooling)
     max_total_factor: int = 0  # 0: max(squeeze) x max(query factor)
     pooling: bool = True  # false: query and key-value pooling off (stochastic squeeze only)
     fixed: str = ""  # one setting for every update, e.g. "s=1" (W2V2) or "s=2" (SEW); overrides the rest
@@ -76,12 +69,10 @@ class PolicyRecipe:
         if self.fixed:
             return StochasticPolicy.fixed(self.fixed, seed)
         off = LayerPooling()
-        query = LayerPooling(tuple(self.query.layers), tuple(self.query.factors), self.query.prob, self.query.all_prob)
-        kv = LayerPooling(tuple(self.kv.layers), tuple(self.kv.factors), self.kv.prob, self.kv.all_prob)
         squeeze, weights = tuple(self.squeeze), tuple(self.squeeze_weights)
         if weights and len(weights) == len(squeeze) and len(set(squeeze)) == len(squeeze):
             squeeze, weights = zip(*sorted(zip(squeeze, weights), key=lambda pair: pair[0]))  # as written, paired
-        return StochasticPolicy(squeeze, query if self.pooling else off, kv if self.pooling else off,
+        return StochasticPolicy(squeeze, self.query if self.pooling else off, self.kv if self.pooling else off,
                                 self.max_total_factor, seed=seed, squeeze_weights=weights)
 
 
@@ -210,7 +201,8 @@ def _check_type(hint: Any, value: Any, key: str) -> Any:
     expected = origin if isinstance(origin, type) else object
     if expected is not object and not isinstance(value, expected) or (expected in (int, float)
                                                                      and isinstance(value, bool)):
-        raise ConfigError(f"recipe key {key} must be {getattr(expected, '__name__', expected)}, got {value!r}")
+        wanted = "list" if expected is tuple else getattr(expected, "__name__", expected)  # YAML writes lists
+        raise ConfigError(f"recipe key {key} must be {wanted}, got {value!r}")
     return value
 
 
@@ -333,5 +325,5 @@ def load_recipe(path: str | Path | None, overrides: list[str] = (), cls: type = 
 
 
 __all__ = ["PACKAGED_RECIPES", "DataRecipe", "FinetuneRecipe", "ModelRecipe", "OptimRecipe", "PolicyRecipe",
-           "PoolingRecipe", "PretrainRecipe", "RunRecipe", "apply_override", "check_recipe", "load_recipe",
+           "PretrainRecipe", "RunRecipe", "apply_override", "check_recipe", "load_recipe",
            "packaged_recipe"]

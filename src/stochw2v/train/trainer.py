@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from ..audio import SAMPLE_RATE
 from ..audio.augment import Augmenter
+from ..compute.compression import Compression
 from ..data import AudioDataset, Batch, BucketBatchSampler, Manifest, make_loader
 from ..errors import ConfigError, TrainingError
-from ..model.compression import Compression
+from ..formats.checkpoint import CHECKPOINTS, LAST, read_checkpoint, save_checkpoint
+from ..formats.run_folder import append_log, prepare_run_folder, tensorboard_writer, truncate_log
 from .distributed import init_distributed, ranks_agree, smallest_on_every_rank
 from .optim import make_optimizer, make_scheduler
-from .run_folder import append_log, prepare_run_folder, tensorboard_writer, truncate_log
-from .state import CHECKPOINTS, LAST, read_checkpoint, save_checkpoint
 from .usable_data import usable_manifest
 
 

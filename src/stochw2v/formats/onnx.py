@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..compute.compression import CompressionLike
 from ..errors import ConfigError, Stochw2vError
 from ..files import ensure_writable_folder
-from .compression import CompressionLike
-from .ctc import CTCModel
-from .encoder import Encoder, UntrainedSettingWarning
+from ..model.ctc import CTCModel
+from ..model.encoder import Encoder, UntrainedSettingWarning
 
 
 class ExportGraph(nn.Module):

@@ -18,13 +18,13 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-from .errors import MissingFileError, ModelFileError, Stochw2vError
-from .files import read_json
-from .model.fairseq import load_fairseq
-from .model.hf import HF_MODEL_TYPES, load_hf_model
-from .model.loading import Model, build_model, encoder_config_from, read_model_folder, vocabulary_from
-from .model.saving import CONFIG_FILE, FORMAT
-from .train.state import is_run_folder, model_checkpoint
+from ..errors import MissingFileError, ModelFileError, Stochw2vError
+from ..files import read_json
+from ..model import Model
+from .checkpoint import is_run_folder, model_checkpoint
+from .fairseq import load_fairseq
+from .hf import HF_MODEL_TYPES, load_hf_model
+from .model_folder import CONFIG_FILE, FORMAT, build_model, encoder_config_from, read_model_folder, vocabulary_from
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin", "vocab.json",

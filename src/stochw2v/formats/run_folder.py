@@ -1,4 +1,4 @@
-"""Starting, resuming and writing a run folder (the layout is described in `train/state.py`).
+"""Starting, resuming and writing a run folder (the layout is described in `formats/checkpoint.py`).
 
 A run folder is "started" once it holds a checkpoint. Before that it can be re-used by a
 corrected command (a failed start never blocks the next one); after that it is only continued,
@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError, MissingFileError, TrainingError
 from ..files import atomic_write, ensure_writable_folder, read_json, remove_stale_temp_files, write_json
-from .state import CHECKPOINTS, LAST
+from .checkpoint import CHECKPOINTS, LAST
 from .strict_yaml import dump_plain, load_strict
 
 RECIPE_FILE, SOURCES_FILE, LOG_FILE = "recipe.yaml", "run.json", "log.jsonl"

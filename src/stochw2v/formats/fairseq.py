@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..compute.policy import StochasticPolicy
 from ..data.text import BLANK, Vocabulary
 from ..errors import ConfigError, MissingFileError, ModelFileError, UnsafeFileError
-from .config import EncoderConfig
-from .loading import Model, build_model, rename_state
-from .policy import StochasticPolicy
+from ..model import Model
+from ..model.config import EncoderConfig
+from .model_folder import build_model, rename_state
 
 ARCHITECTURES = ("wav2vec2", "wav2vec_ctc", "squeeze_wav2vec2")
 _STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")

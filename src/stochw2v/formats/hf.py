@@ -17,14 +17,15 @@ import torch
 from torch import Tensor
 
 from ..audio import SAMPLE_RATE
+from ..compute.policy import StochasticPolicy
 from ..data.text import BLANK, Vocabulary
 from ..errors import ConfigError, MissingFileError, ModelFileError, Stochw2vError
 from ..files import ensure_writable_folder, load_torch_weights, read_json, read_tensors, write_json, write_tensors
-from .config import EncoderConfig
-from .ctc import CTCModel
-from .encoder import Encoder
-from .loading import Model, build_model, rename_state
-from .policy import StochasticPolicy
+from ..model import Model
+from ..model.config import EncoderConfig
+from ..model.ctc import CTCModel
+from ..model.encoder import Encoder
+from .model_folder import build_model, rename_state
 
 HF_MODEL_TYPES = ("wav2vec2", "sew")
 PREPROCESSOR_FILE = "preprocessor_config.json"

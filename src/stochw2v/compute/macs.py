@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from ..audio import SAMPLE_RATE
 from ..errors import ConfigError
 from .compression import CompressionLike
-from .config import EncoderConfig
+
+if TYPE_CHECKING:  # a type only: the network imports compute/, never the other way
+    from ..model.config import EncoderConfig
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,10 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
     Counts every matrix product and convolution the encoder runs, as torch computes them
     (norms, activations and pooling are not MACs and are left out).
     """
-    config: EncoderConfig = model_or_config if isinstance(model_or_config, EncoderConfig) \
-        else model_or_config.config  # type: ignore[assignment]
+    config: EncoderConfig = getattr(model_or_config, "config", model_or_config)
+    if not callable(getattr(config, "resolve", None)):
+        raise ConfigError(f"count_macs takes an Encoder, a CTCModel or an EncoderConfig, not "
+                          f"{type(model_or_config).__name__}")
     setting = config.resolve(compression)
     for name, value in (("seconds", seconds), ("sample_rate", sample_rate)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

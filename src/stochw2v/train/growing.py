@@ -14,8 +14,8 @@ import dataclasses
 import torch
 
 from ..errors import ConfigError
-from .ctc import CTCModel
-from .encoder import Encoder
+from ..model.ctc import CTCModel
+from ..model.encoder import Encoder
 
 
 def grow_depth(model: Encoder | CTCModel, new_layers: int) -> Encoder | CTCModel:

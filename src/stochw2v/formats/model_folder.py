@@ -1,12 +1,21 @@
-"""Our model folder format, read side: config.json + model.safetensors back into modules.
+"""Our model folder format: config.json (JSON) + model.safetensors (+ vocab.json), written and read.
+
+    {"format": "stochw2v", "version": 2, "kind": "encoder" | "ctc",
+     "encoder": {EncoderConfig fields, trained_policy included},
+     "vocabulary": [tokens]   (ctc only)}
+
+A recogniser's folder also gets vocab.json ({token: id}, as HF tokenizers write it), for readers who
+look for the vocabulary there; config.json stays the one that loading reads.
 
 Only JSON and safetensors are read, so a model folder cannot run code. Every problem is a
-`ModelFileError` naming the file: missing weights, tensors that do not fit the config, a
-config from another tool.
+`ModelFileError` naming the file: missing weights, tensors that do not fit the config, a config
+from another tool. The HF and fairseq readers reuse `rename_state`, `load_state_checked` and
+`build_model` from here.
 """
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,15 +23,52 @@ import torch
 from torch import Tensor, nn
 
 from ..data.text import Vocabulary
-from ..errors import ConfigError, MissingFileError, ModelFileError
-from ..files import read_json, read_tensors, tensor_shapes
-from .config import EncoderConfig, estimated_parameters
-from .ctc import CTCModel
-from .encoder import Encoder
-from .saving import CONFIG_FILE, FORMAT, KINDS, VERSION, WEIGHTS_FILE
-from .transformer import split_upsampler_weights
+from ..errors import ConfigError, MissingFileError, ModelFileError, Stochw2vError
+from ..files import ensure_writable_folder, read_json, read_tensors, tensor_shapes, write_json, write_tensors
+from ..model import CTCModel, Encoder, EncoderConfig, Model
+from ..model.config import estimated_parameters
+from ..model.transformer import split_upsampler_weights
 
-Model = Encoder | CTCModel
+FORMAT = "stochw2v"
+VERSION = 2
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+VOCABULARY_FILE = "vocab.json"
+KINDS = ("encoder", "ctc")
+
+
+def write_model_folder(path: str | os.PathLike, kind: str, encoder_config: dict[str, Any],
+                       state: dict[str, Tensor], dtype: torch.dtype | None = None, **extra: Any) -> Path:
+    """Write weights first, then config.json (a reader that finds the config finds its weights).
+
+    dtype: store floating-point weights in this precision (float16 halves the file; loading
+    converts back to the model's float32).
+    """
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise Stochw2vError(f"{out}: is a file; a model is saved as a folder ({CONFIG_FILE} + {WEIGHTS_FILE})")
+    ensure_writable_folder(out, "model folder")
+    write_tensors(out / WEIGHTS_FILE, state)
+    if "vocabulary" in extra:
+        write_json(out / VOCABULARY_FILE, {token: index for index, token in enumerate(extra["vocabulary"])})
+    meta = {"format": FORMAT, "version": VERSION, "kind": kind, "encoder": encoder_config, **extra}
+    write_json(out / CONFIG_FILE, meta)
+    return out
+
+
+
+def save(model: Model, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Write `model` (an Encoder or a CTCModel) to folder `path`: config.json, with the encoder config and
+    its training distribution (and a recogniser's vocabulary), + model.safetensors, each file atomically.
+    dtype=torch.float16 stores half-size weights."""
+    if isinstance(model, CTCModel):
+        return write_model_folder(path, "ctc", model.encoder.config.to_dict(), model.state_dict(), dtype,
+                                  vocabulary=list(model.vocabulary.tokens))
+    if isinstance(model, Encoder):
+        return write_model_folder(path, "encoder", model.config.to_dict(), model.state_dict(), dtype)
+    raise Stochw2vError(f"stochw2v.save takes an Encoder or a CTCModel, not {type(model).__name__}")
 
 
 def load_state_checked(model: nn.Module, state: dict[str, Tensor], source: str,
@@ -148,9 +194,8 @@ def check_weight_values(state: dict[str, Tensor], source: str) -> None:
             raise ModelFileError(f"{source}: tensor {name} holds NaN or inf values")
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-__all__ = ["Model", "build_model", "count_parameters", "encoder_config_from", "load_state_checked",
-           "read_model_folder", "rename_state", "vocabulary_from"]
+__all__ = [
+    "CONFIG_FILE", "FORMAT", "KINDS", "VERSION", "VOCABULARY_FILE", "WEIGHTS_FILE", "build_model",
+    "encoder_config_from", "load_state_checked", "read_model_folder", "rename_state", "save",
+    "vocabulary_from", "write_model_folder",
+]
