@@ -11,8 +11,8 @@ import time
 import torch
 
 import stochw2v
+from stochw2v.compute.compression import Compression
 from stochw2v.data import Vocabulary
-from stochw2v.model.compression import Compression
 from stochw2v.train.finetune import distillation_loss
 
 BATCH, SAMPLES, REPEATS = 4, 80_000, 5  # 4 x 5 s

@@ -42,7 +42,7 @@ def onnx_runner(model, setting: str, folder: str):
         import onnxruntime
     except ImportError:
         return None
-    from stochw2v.model.onnx import export_onnx
+    from stochw2v.formats.onnx import export_onnx
 
     path = export_onnx(model, f"{folder}/m.onnx", setting)
     options = onnxruntime.SessionOptions()

@@ -36,9 +36,9 @@ import httpx
 import soundfile as sf
 
 from stochw2v.audio import load_audio
+from stochw2v.compute.budget import Profile
 from stochw2v.data import read_manifest
 from stochw2v.data.error_rates import error_rates
-from stochw2v.model.budget import Profile
 
 
 def free_port() -> int:

@@ -13,8 +13,8 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
 
+from stochw2v.compute.compression import Compression
 from stochw2v.evaluate.timing import interleaved_medians
-from stochw2v.model.compression import Compression
 from stochw2v.model.encoder import Encoder
 from stochw2v.train.contrastive import Wav2Vec2Pretraining
 from stochw2v.train.recipe import load_recipe
