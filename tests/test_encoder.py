@@ -171,7 +171,10 @@ def test_load_reports_bad_folders(tmp_path):
     (bad / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         stochw2v.load(bad)
-    (bad / "config.json").write_text('{"model_type": "bert"}')
+    (bad / "config.json").write_text('{"model_type": "whisper"}')
+    with pytest.raises(ValueError, match="a HF 'whisper' model, not a family stochw2v reads"):
+        stochw2v.load(bad)
+    (bad / "config.json").write_text('{"hidden_size": 8}')
     with pytest.raises(ValueError, match="neither a stochw2v model"):
         stochw2v.load(bad)
     stochw2v.save(Encoder(small_config()), tmp_path / "m")

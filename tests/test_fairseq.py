@@ -79,6 +79,20 @@ def test_a_pretrained_checkpoint_with_an_omegaconf_cfg_equals_hf(tmp_path):
         assert (ours.encode(audio).hidden_states - hidden(hf, audio)).abs().max() < 1e-4
 
 
+def test_a_hubert_checkpoint_equals_hf_hubert_and_says_its_head_is_not_loaded(tmp_path):
+    hf = transformers.HubertModel(transformers.HubertConfig(**SMALL)).eval()
+    cfg = omegaconf.OmegaConf.create({"model": model_cfg("hubert"), "task": {"_name": "hubert_pretraining"}})
+    state = fairseq_names(hf.state_dict())
+    state["final_proj.weight"], state["label_embs_concat"] = torch.zeros(8, 32), torch.zeros(504, 8)
+    save_fairseq(tmp_path / "hubert_base.pt", state, cfg=cfg)
+    with pytest.warns(UserWarning, match="HuBERT pre-training head .* is not loaded; only the encoder is used"):
+        ours = stochw2v.load(tmp_path / "hubert_base.pt")
+    assert ours.config.family == "hubert"
+    audio = torch.randn(2, 6000)
+    with torch.no_grad():
+        assert (ours.encode(audio).hidden_states - hidden(hf, audio)).abs().max() < 1e-4
+
+
 def test_an_older_checkpoint_with_argparse_args_loads(tmp_path):
     hf = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**SMALL, feat_extract_norm="layer", conv_bias=True,
                                                                 do_stable_layer_norm=True)).eval()
@@ -149,10 +163,10 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(tmp_path, caps
 
 
 def test_unsupported_architectures_are_named(tmp_path):
-    cfg = omegaconf.OmegaConf.create({"model": {"_name": "hubert", "encoder_layers": 2}, "task": {}})
-    save_fairseq(tmp_path / "hubert.pt", {"x": torch.zeros(1)}, cfg=cfg)
-    with pytest.raises(stochw2v.Stochw2vError, match="architecture 'hubert' is not supported"):
-        stochw2v.load(tmp_path / "hubert.pt")
+    cfg = omegaconf.OmegaConf.create({"model": {"_name": "data2vec_audio", "encoder_layers": 2}, "task": {}})
+    save_fairseq(tmp_path / "d2v.pt", {"x": torch.zeros(1)}, cfg=cfg)
+    with pytest.raises(stochw2v.Stochw2vError, match="architecture 'data2vec_audio' is not supported"):
+        stochw2v.load(tmp_path / "d2v.pt")
 
 
 def test_conv_layer_strings_are_parsed_without_eval():

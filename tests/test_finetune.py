@@ -273,6 +273,28 @@ def test_finetuning_starts_from_a_hf_sew_folder(tone_corpus, tmp_path):
     assert stochw2v.load(wider.export()).trained_settings == ["s=2", "s=4"]
 
 
+@pytest.mark.slow
+def test_a_hf_hubert_folder_is_fine_tuned_on_demand_from_the_cli(tone_corpus, tmp_path, capsys):
+    transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle")
+    config = transformers.HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       intermediate_size=64, conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3),
+                                       conv_stride=(5, 2, 2), num_conv_pos_embeddings=16,
+                                       num_conv_pos_embedding_groups=4)
+    transformers.HubertModel(config).save_pretrained(tmp_path / "hubert")
+    run = tmp_path / "run"
+    assert main(["finetune", "--init", str(tmp_path / "hubert"), "--train", str(tone_corpus / "train.tsv"),
+                 "--valid", str(tone_corpus / "valid.tsv"), "--out", str(run), "--max-updates", "3",
+                 "--set", *RECIPE, "--threads", "1"]) == 0
+    assert "upsampler" in capsys.readouterr().out  # a HuBERT has none: the policy's blocks are added
+    model = stochw2v.load(run / "model")
+    assert model.config.family == "hubert" and model.config.max_upsample == 2
+    assert model.trained_settings == ["s=1", "s=2"]
+    assert main(["evaluate", str(run / "model"), "--manifest", str(tone_corpus / "valid.tsv"),
+                 "--settings", "s=1;s=2", "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "eval")]) == 0
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]
+    assert [row["setting"] for row in rows] == ["s=1", "s=2"]
+
+
 def test_fresh_ctc_head_sees_the_audio():
     # two N(0, 0.02) layers in a row (upsampler, head) gave logits that barely varied with the input
     # and kept the tiny model on CTC's all-blank plateau; the init now leaves it by ~300 updates

@@ -6,7 +6,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 transformers = pytest.importorskip("transformers", reason="HF transformers is the test oracle (pip install .[test])")
-from transformers import AutoModel, SEWConfig, SEWModel, Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModel,
+    HubertConfig,
+    HubertForCTC,
+    HubertModel,
+    SEWConfig,
+    SEWModel,
+    Wav2Vec2Config,
+    Wav2Vec2ForCTC,
+    Wav2Vec2Model,
+)
 
 import stochw2v  # noqa: E402
 from helpers import padded_batch  # noqa: E402
@@ -44,6 +54,9 @@ HF_CASES = {
     "sew-s1": lambda: SEWModel(SEWConfig(**SMALL, squeeze_factor=1)),
     "sew-s2": lambda: SEWModel(SEWConfig(**SMALL, squeeze_factor=2)),
     "sew-s3": lambda: SEWModel(SEWConfig(**SMALL, squeeze_factor=3)),
+    "hubert-post-ln-group": lambda: HubertModel(HubertConfig(**SMALL)),
+    "hubert-pre-ln-layer": lambda: HubertModel(HubertConfig(
+        **SMALL, feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True)),
 }
 
 
@@ -59,7 +72,7 @@ def test_loaded_hf_model_gives_hf_hidden_states(case, tmp_path):
     assert (ours - ref).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("case", ["w2v2-post-ln-layer", "w2v2-pre-ln-layer"])
+@pytest.mark.parametrize("case", ["w2v2-post-ln-layer", "w2v2-pre-ln-layer", "hubert-pre-ln-layer"])
 def test_padded_batch_with_attention_mask_matches_hf(case, tmp_path):
     hf = HF_CASES[case]()
     model = stochw2v.load(_save(hf, tmp_path / case))
@@ -101,6 +114,42 @@ def test_legacy_weight_norm_names_and_ctc_checkpoints_load(tmp_path):
         assert (model.encode(audio).hidden_states - ref).abs().max().item() < 1e-4
 
 
+def test_hubert_recogniser_loads_with_hf_logits_and_exports_back_as_hubert(tmp_path):
+    hf = HubertForCTC(HubertConfig(**SMALL, vocab_size=12, feat_extract_norm="layer", conv_bias=True)).eval()
+    folder = _save(hf, tmp_path / "hubert")
+    tokens = ["<pad>", "|"] + list("abcdefghij")
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    model = stochw2v.load(folder)
+    assert isinstance(model, stochw2v.CTCModel) and model.encoder.config.family == "hubert"
+    audio = padded_batch(LENGTHS)
+    mask = (torch.arange(audio.shape[1])[None] < torch.tensor(LENGTHS)[:, None]).long()
+    with torch.no_grad():
+        ref = hf(audio, attention_mask=mask).logits
+        out = model(audio, lengths=LENGTHS)
+    assert _max_diff_valid(ref, out.logits, out.lengths.tolist()) < 1e-4
+    stochw2v.export_hf(model, tmp_path / "back")
+    again = HubertForCTC.from_pretrained(tmp_path / "back")
+    assert json.loads((tmp_path / "back" / "config.json").read_text())["architectures"] == ["HubertForCTC"]
+    with torch.no_grad():
+        assert (again.eval()(audio, attention_mask=mask).logits - ref).abs().max().item() < 1e-5
+
+
+def test_unsupported_families_and_hubert_variants_are_refused_by_name(tmp_path):
+    folder = _save(HubertModel(HubertConfig(**SMALL)), tmp_path / "h")
+    config = json.loads((folder / "config.json").read_text())
+    for key, value, message in (("feat_proj_layer_norm", False, "feat_proj_layer_norm=false"),
+                                ("conv_pos_batch_norm", True, "conv_pos_batch_norm=true"),
+                                ("model_type", "whisper", "'whisper' model, not a family stochw2v reads")):
+        (folder / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ValueError, match=message):
+            stochw2v.load(folder)
+    ctc = _save(Wav2Vec2ForCTC(Wav2Vec2Config(**SMALL, vocab_size=12)), tmp_path / "w2v2-ctc")
+    config = json.loads((ctc / "config.json").read_text())
+    (ctc / "config.json").write_text(json.dumps({**config, "model_type": "hubert"}))
+    with pytest.raises(ValueError, match="says model_type 'hubert' but the weights are a 'wav2vec2' model's"):
+        stochw2v.load(ctc)
+
+
 def test_inconsistent_hf_checkpoints_give_clear_errors(tmp_path):
     folder = _save(Wav2Vec2Model(Wav2Vec2Config(**SMALL)), tmp_path / "w")
     config = json.loads((folder / "config.json").read_text())
@@ -114,7 +163,8 @@ def test_inconsistent_hf_checkpoints_give_clear_errors(tmp_path):
         stochw2v.load(folder)
 
 
-@pytest.mark.parametrize("case", ["w2v2-post-ln-group", "w2v2-pre-ln-layer", "sew-s1", "sew-s2", "sew-s3"])
+@pytest.mark.parametrize("case", ["w2v2-post-ln-group", "w2v2-pre-ln-layer", "sew-s1", "sew-s2", "sew-s3",
+                                  "hubert-post-ln-group", "hubert-pre-ln-layer"])
 def test_export_round_trip_gives_hf_the_same(case, tmp_path):
     hf = HF_CASES[case]()
     model = stochw2v.load(_save(hf, tmp_path / "in"))

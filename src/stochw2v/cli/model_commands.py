@@ -127,8 +127,8 @@ def add_commands(commands) -> None:
     p.add_argument("--opset", type=positive_int, default=18)
     p.set_defaults(run=run_export_onnx)
 
-    p = commands.add_parser("import-fairseq", help="convert a fairseq wav2vec 2.0 / SEW checkpoint (no fairseq "
-                                                   "needed, no pickled code run) to our model folder")
+    p = commands.add_parser("import-fairseq", help="convert a fairseq wav2vec 2.0 / HuBERT / SEW checkpoint "
+                                                   "(no fairseq needed, no pickled code run) to our model folder")
     p.add_argument("checkpoint", help="fairseq .pt file")
     p.add_argument("--out", required=True)
     p.add_argument("--dict", help="dict.ltr.txt of a fine-tuned checkpoint (default: the one beside it)")
@@ -169,7 +169,7 @@ def add_commands(commands) -> None:
     p.set_defaults(run=run_profile)
 
     p = commands.add_parser("export-hf",
-                            help="write one fixed setting as a HF Wav2Vec2/SEW folder (ForCTC for recognisers)")
+                            help="write one fixed setting as a HF Wav2Vec2/HuBERT/SEW folder (ForCTC for recognisers)")
     p.add_argument("model")
     p.add_argument("--out", required=True)
     p.add_argument("--compression", type=one_setting, default=None,

@@ -114,7 +114,7 @@ def add_commands(commands) -> None:
     p.set_defaults(run=run_pretrain)
 
     p = commands.add_parser("finetune", help="CTC fine-tuning (torchrun for several ranks)")
-    p.add_argument("--init", required=True, help="pre-training run, model folder, or HF Wav2Vec2/SEW folder")
+    p.add_argument("--init", required=True, help="pre-training run, model folder, or HF Wav2Vec2/HuBERT/SEW folder")
     p.add_argument("--config", help="recipe YAML, or a packaged one by name: finetune_tiny, finetune_base_10h")
     p.add_argument("--train", required=True, help="labelled training manifest (.tsv with .wrd)")
     p.add_argument("--valid", required=True, help="labelled validation manifest")

@@ -1,4 +1,4 @@
-"""fairseq wav2vec 2.0 and SEW checkpoints, read without fairseq and without running pickled code.
+"""fairseq wav2vec 2.0, HuBERT and SEW checkpoints, read without fairseq and without running pickled code.
 
 A fairseq `.pt` is a pickle: tensors, plus the run's configuration as an omegaconf `DictConfig`
 (`cfg`) or an argparse `Namespace` (`args`, older files), and sometimes fairseq enum values. The
@@ -8,8 +8,9 @@ argparse and fairseq classes that only record their state (turned into plain dic
 afterwards). Any other global the file asks for (`os.system`, `builtins.eval`, ...) is refused
 and the file named; nothing in it is ever called.
 
-Supported: pre-trained wav2vec 2.0 (`wav2vec2`), fine-tuned CTC (`wav2vec_ctc`, needs its
-`dict.ltr.txt`) and asapp's SEW (`squeeze_wav2vec2`, its default squeeze method).
+Supported: pre-trained wav2vec 2.0 (`wav2vec2`) and HuBERT (`hubert`; its pre-training head is not
+loaded), fine-tuned CTC (`wav2vec_ctc`, `hubert_ctc`, each needs its `dict.ltr.txt`) and asapp's SEW
+(`squeeze_wav2vec2`, its default squeeze method).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import ast
 import collections
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ from ..model import Model
 from ..model.config import EncoderConfig
 from .model_folder import build_model, rename_state
 
-ARCHITECTURES = ("wav2vec2", "wav2vec_ctc", "squeeze_wav2vec2")
+ARCHITECTURES = ("wav2vec2", "wav2vec_ctc", "squeeze_wav2vec2", "hubert", "hubert_ctc")
+_ENCODERS = ("wav2vec2", "squeeze_wav2vec2", "hubert")  # what a fine-tuned checkpoint may wrap
 _STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
 _TORCH = {("torch._utils", name) for name in ("_rebuild_tensor_v2", "_rebuild_tensor", "_rebuild_parameter",
                                               "_rebuild_parameter_with_state")}
@@ -189,14 +192,15 @@ def _model_section(cfg: dict[str, Any], source: str) -> tuple[str, dict[str, Any
     name = model.get("_name") or model.get("arch") or "wav2vec2"
     if name not in ARCHITECTURES:
         raise ModelFileError(f"{source}: architecture {name!r} is not supported (supported: {ARCHITECTURES})")
-    if name == "wav2vec_ctc":
+    if name in ("wav2vec_ctc", "hubert_ctc"):
         inner = model.get("w2v_args") or {}
         if not inner:
-            raise ModelFileError(f"{source}: a wav2vec_ctc checkpoint without w2v_args (the pre-trained model's "
+            raise ModelFileError(f"{source}: a {name} checkpoint without w2v_args (the pre-trained model's "
                                  "config); add it with asapp's tools/add_w2v_args_to_ckpt.py")
         inner_model = inner.get("model") or inner
-        inner_name = inner_model.get("_name") or inner_model.get("arch") or "wav2vec2"
-        if inner_name not in ("wav2vec2", "squeeze_wav2vec2"):
+        inner_name = inner_model.get("_name") or inner_model.get("arch") or name.removesuffix("_ctc")
+        inner_name = "wav2vec2" if inner_name == "wav2vec" else inner_name
+        if inner_name not in _ENCODERS:
             raise ModelFileError(f"{source}: fine-tuned from a {inner_name!r} model, which is not supported")
         return "ctc-" + inner_name, inner_model, inner.get("task") or inner
     return name, model, cfg.get("task") or {}
@@ -228,7 +232,8 @@ def config_from_fairseq(cfg: dict[str, Any], source: str, has_projection: bool |
             feature_dropout=float(model.get("dropout_input", 0.0)),
             layerdrop=float(model.get("encoder_layerdrop", 0.0)), default_compression=f"s={squeeze}",
             normalize_waveform=bool(task.get("normalize", False)),
-            trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict())
+            trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict(),
+            family="hubert" if name.endswith("hubert") else "wav2vec2")
     except (ConfigError, TypeError, ValueError) as error:
         raise ModelFileError(f"{source}: {error}") from None
 
@@ -253,6 +258,7 @@ _RENAMES = [  # (fairseq prefix, ours), first match wins; {i} is a layer number
     ("encoder.layers.{i}.final_layer_norm.", "context.layers.{i}.ffn_norm."),
 ]
 _PRETRAINING = ("quantizer.", "project_q.", "final_proj.", "label_embs_concat", "target_glu.", "project_inp.")
+_HUBERT_HEAD = ("final_proj.", "label_embs_concat")
 
 
 def _rename(key: str) -> str | None:
@@ -267,6 +273,9 @@ def _rename(key: str) -> str | None:
 
 def encoder_state(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """The encoder's weights under our names; pre-training heads (quantizer, projections) are dropped."""
+    if any(k.startswith(_HUBERT_HEAD) for k in state):
+        warnings.warn(f"{source}: the HuBERT pre-training head (final_proj, label_embs_concat) is not loaded; "
+                      "only the encoder is used", stacklevel=2)
     return rename_state({k: v for k, v in state.items() if not k.startswith(_PRETRAINING)}, _rename, source)
 
 
@@ -306,7 +315,7 @@ def load_fairseq(path: str | Path, dictionary: str | Path | None = None) -> Mode
     weights = {f"encoder.{k}": v for k, v in encoder_state(inner, str(path)).items()}
     weights.setdefault("encoder.mask_embedding", torch.zeros(config.dim))
     if "w2v_encoder.proj.weight" not in state:
-        raise ModelFileError(f"{path}: a wav2vec_ctc checkpoint without its CTC projection (w2v_encoder.proj)")
+        raise ModelFileError(f"{path}: a fine-tuned CTC checkpoint without its CTC projection (w2v_encoder.proj)")
     head = state["w2v_encoder.proj.weight"]
     if head.shape[0] != len(vocabulary):
         raise ModelFileError(f"{path}: the CTC head has {head.shape[0]} outputs but {dictionary} gives "

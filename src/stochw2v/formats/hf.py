@@ -1,10 +1,11 @@
-"""Checkpoint interop with HF transformers' Wav2Vec2 and SEW models (no transformers import needed).
+"""Checkpoint interop with HF transformers' Wav2Vec2, SEW and HuBERT models (no transformers import needed).
 
 Import: a folder written by `save_pretrained` (base model, ForCTC or ForPreTraining), config.json
 plus model.safetensors or pytorch_model.bin (read weights-only). A ForCTC folder with its
 tokenizer's vocab.json becomes a recogniser; otherwise the encoder is loaded. Export: one fixed
-setting HF can express, Wav2Vec2 (s=1, no upsampler) or SEW (fixed squeeze s), as a base model
-or, for a recogniser, Wav2Vec2ForCTC / SEWForCTC with vocab.json and tokenizer files.
+setting HF can express, Wav2Vec2 or HuBERT (s=1, no upsampler: the family the weights came from)
+or SEW (fixed squeeze s), as a base model or, for a recogniser, its ForCTC class with vocab.json and
+tokenizer files. HuBERT's encoder is wav2vec 2.0's without the quantizer, under `hubert.`.
 """
 from __future__ import annotations
 
@@ -27,7 +28,11 @@ from ..model.ctc import CTCModel
 from ..model.encoder import Encoder
 from .model_folder import build_model, rename_state
 
-HF_MODEL_TYPES = ("wav2vec2", "sew")
+HF_MODEL_TYPES = ("wav2vec2", "sew", "hubert")
+# what the weights of each model type are prefixed with in a ForCTC / ForPreTraining folder
+_PREFIXES = {"wav2vec2": "wav2vec2.", "sew": "sew.", "hubert": "hubert.", "wavlm": "wavlm.",
+             "data2vec-audio": "data2vec_audio.", "sew-d": "sew_d.", "unispeech": "unispeech.",
+             "unispeech-sat": "unispeech_sat.", "wav2vec2-conformer": "wav2vec2_conformer."}
 PREPROCESSOR_FILE = "preprocessor_config.json"
 VOCAB_FILE = "vocab.json"
 _HEADS = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features.")  # not the encoder's
@@ -66,7 +71,9 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
     """Our config from HF's config.json (and preprocessor_config.json, whose do_normalize we fold in)."""
     model_type = hf.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise ModelFileError(f"{source}: model_type {model_type!r} is not one of {HF_MODEL_TYPES}")
+        raise ModelFileError(f"{source}: model_type {model_type!r} is not a family stochw2v reads (it reads "
+                             f"{', '.join(HF_MODEL_TYPES)})")
+    _check_hubert_options(hf, source)
     if hf.get("add_adapter"):
         raise ModelFileError(f"{source}: checkpoints with an adapter (add_adapter=true) are not supported")
     activations = []
@@ -89,8 +96,8 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
             ffn_dim=_int(hf, "intermediate_size", source), activation=activations[0], conv_activation=activations[1],
             pos_conv_kernel=_int(hf, "num_conv_pos_embeddings", source, 128),
             pos_conv_groups=_int(hf, "num_conv_pos_embedding_groups", source, 16),
-            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)) if model_type == "wav2vec2" else False,
-            feature_projection=model_type == "wav2vec2" or conv[-1][0] != dim,
+            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)) if model_type != "sew" else False,
+            feature_projection=model_type != "sew" or conv[-1][0] != dim,
             max_upsample=squeeze if model_type == "sew" else 0,
             layer_norm_eps=_float(hf, "layer_norm_eps", source, 1e-5),
             dropout=_float(hf, "hidden_dropout", source, 0.1),
@@ -101,17 +108,39 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
             default_compression=f"s={squeeze}",
             normalize_waveform=do_normalize,
             trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict(),  # HF models run one setting
+            family="hubert" if model_type == "hubert" else "wav2vec2",
         )
     except ConfigError as error:
         raise ModelFileError(f"{source}: {error}") from None
 
 
+def _check_hubert_options(hf: dict[str, Any], source: str) -> None:
+    """The HuBERT variants our encoder does not hold, refused by key."""
+    if hf.get("model_type") != "hubert":
+        return
+    if not hf.get("feat_proj_layer_norm", True):
+        raise ModelFileError(f"{source}: feat_proj_layer_norm=false (a HuBERT without the layer norm on its conv "
+                             "features) is not supported")
+    if hf.get("conv_pos_batch_norm", False):
+        raise ModelFileError(f"{source}: conv_pos_batch_norm=true (a batch-normed positional conv) is not supported")
+
+
+def hf_model_type(config: EncoderConfig) -> str:
+    """The HF family a model is written as: SEW when it has an upsampler (HF's Wav2Vec2 and HuBERT have
+    none), else the family its weights came from."""
+    return "sew" if config.max_upsample > 0 else config.family
+
+
+_CLASS_NAMES = {"wav2vec2": "Wav2Vec2", "sew": "SEW", "hubert": "Hubert"}
+
+
 def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
     """HF config.json for our config at a fixed squeeze (SEW if the model has an upsampler)."""
-    sew = config.max_upsample > 0
+    model_type = hf_model_type(config)
+    sew = model_type == "sew"
     hf: dict[str, Any] = {
-        "model_type": "sew" if sew else "wav2vec2",
-        "architectures": ["SEWModel" if sew else "Wav2Vec2Model"],
+        "model_type": model_type,
+        "architectures": [f"{_CLASS_NAMES[model_type]}Model"],
         "conv_dim": [c for c, _, _ in config.conv_layers],
         "conv_kernel": [k for _, k, _ in config.conv_layers],
         "conv_stride": [s for _, _, s in config.conv_layers],
@@ -139,7 +168,10 @@ def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
         hf["squeeze_factor"] = squeeze
     else:
         hf["do_stable_layer_norm"] = config.layer_norm_first
+    if model_type == "wav2vec2":
         hf["add_adapter"] = False
+    if model_type == "hubert":
+        hf["feat_proj_layer_norm"] = True
     return hf
 
 
@@ -187,6 +219,7 @@ NAMES = {
         ("context.upsample.", "encoder.upsample.projection."),
     ],
 }
+NAMES["hubert"] = NAMES["wav2vec2"]  # the same encoder under another prefix
 # older HF files spell the weight-normed positional conv the pre-parametrization way
 _POS_CONV = "encoder.pos_conv_embed.conv."
 _LEGACY_HF_NAMES = {_POS_CONV + "weight_g": _POS_CONV + "parametrizations.weight.original0",
@@ -211,7 +244,12 @@ def rename(key: str, table: list[tuple[str, str]], to_hf: bool) -> str | None:
 
 def state_dict_from_hf(state: dict[str, Tensor], model_type: str, source: str) -> dict[str, Tensor]:
     """Rename HF encoder weights to ours; raise on anything we would silently drop."""
-    prefix = f"{model_type}."
+    prefix = _PREFIXES[model_type]
+    others = sorted({name for name, other in _PREFIXES.items() if name != model_type
+                     for key in state if key.startswith(other)})
+    if others:
+        raise ModelFileError(f"{source}: config.json says model_type {model_type!r} but the weights are a "
+                             f"{others[0]!r} model's ({_PREFIXES[others[0]]}...); the folder mixes two checkpoints")
     if any(k.startswith(prefix) for k in state):
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     else:
@@ -223,8 +261,9 @@ def state_dict_from_hf(state: dict[str, Tensor], model_type: str, source: str) -
 def state_dict_to_hf(encoder: Encoder, squeeze: int) -> dict[str, Tensor]:
     """Our encoder's weights under HF's names for a fixed squeeze."""
     config = encoder.config
-    sew = config.max_upsample > 0
-    table = NAMES["sew" if sew else "wav2vec2"]
+    model_type = hf_model_type(config)
+    sew = model_type == "sew"
+    table = NAMES[model_type]
     out: dict[str, Tensor] = {}
     for key, value in encoder.state_dict().items():
         if key.startswith("context.upsample."):
@@ -329,11 +368,11 @@ def export_hf(model: Model, path: str | os.PathLike, compression=None, source: P
     hf_config = config_to_hf(config, setting.squeeze)
     state = state_dict_to_hf(encoder, setting.squeeze)
     if isinstance(model, CTCModel):
-        prefix = hf_config["model_type"]
-        state = {f"{prefix}.{k}": v for k, v in state.items()}
+        model_type = hf_config["model_type"]
+        state = {f"{_PREFIXES[model_type]}{k}": v for k, v in state.items()}
         state["lm_head.weight"] = model.head.weight.detach().clone().contiguous()
         state["lm_head.bias"] = model.head.bias.detach().clone().contiguous()
-        hf_config["architectures"] = ["SEWForCTC" if prefix == "sew" else "Wav2Vec2ForCTC"]
+        hf_config["architectures"] = [f"{_CLASS_NAMES[model_type]}ForCTC"]
         hf_config.update(vocab_size=len(model.vocabulary), pad_token_id=model.vocabulary.blank_id,
                          ctc_loss_reduction="mean", ctc_zero_infinity=True)
         _write_tokenizer(out, model.vocabulary)
@@ -353,5 +392,5 @@ def _write_tokenizer(out: Path, vocabulary: Vocabulary) -> None:
     write_json(out / "special_tokens_map.json", {"pad_token": "<pad>", "unk_token": "<unk>"})
 
 
-__all__ = ["HF_MODEL_TYPES", "NAMES", "config_from_hf", "config_to_hf", "export_hf", "load_hf_model",
+__all__ = ["HF_MODEL_TYPES", "NAMES", "config_from_hf", "config_to_hf", "export_hf", "hf_model_type", "load_hf_model",
            "preprocessor_to_hf", "rename", "state_dict_from_hf", "state_dict_to_hf"]

@@ -84,8 +84,11 @@ def load(path: str | os.PathLike, dictionary: str | os.PathLike | None = None) -
         return read_model_folder(folder, meta)
     if meta.get("model_type") in HF_MODEL_TYPES:
         return load_hf_model(folder, meta)
-    raise ModelFileError(f"{config_path}: neither a stochw2v model nor a HF model of type {HF_MODEL_TYPES} "
-                         f"(model_type={meta.get('model_type')!r})")
+    if "model_type" in meta:
+        raise ModelFileError(f"{config_path}: a HF {meta['model_type']!r} model, not a family stochw2v reads (it "
+                             f"reads {', '.join(HF_MODEL_TYPES)})")
+    raise ModelFileError(f"{config_path}: neither a stochw2v model nor a HF transformers model (no format or "
+                         "model_type key)")
 
 
 __all__ = ["load", "load_run"]

@@ -31,6 +31,9 @@ SEW_CONV: tuple[ConvLayer, ...] = tuple(
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_tanh")
 MAX_LAYER_NORM_EPS = 0.1  # an epsilon this large already swamps the variance of normalised features
 CONV_NORMS = ("group", "layer")
+# checkpoint families our skeleton holds: wav2vec 2.0 (and SEW, told apart by the upsampler) and HuBERT,
+# whose encoder is wav2vec 2.0's without the quantizer; export-hf writes a model back as its family
+FAMILIES = ("wav2vec2", "hubert")
 
 
 @dataclass
@@ -64,6 +67,7 @@ class EncoderConfig:
     default_compression: str = "s=1"
     # what the weights were trained on (a StochasticPolicy as a dict); None: unknown (no warnings)
     trained_policy: dict | None = None
+    family: str = "wav2vec2"  # the checkpoint family the weights came from (FAMILIES)
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)  # type: ignore[assignment]
@@ -77,6 +81,8 @@ class EncoderConfig:
         for i, layer in enumerate(self.conv_layers):
             if len(layer) != 3 or min(layer) < 1:
                 problems.append(f"conv_layers[{i}]={layer} must be (channels, kernel, stride), all >= 1")
+        if self.family not in FAMILIES:
+            problems.append(f"family={self.family!r} must be one of {FAMILIES}")
         if self.conv_norm not in CONV_NORMS:
             problems.append(f"conv_norm={self.conv_norm!r} must be one of {CONV_NORMS}")
         for name in ("activation", "conv_activation"):
