@@ -17,9 +17,11 @@ def _math_attention(q, k, v, attn_mask=None, **_):
 
 
 @pytest.mark.parametrize("setting", ["s=1", "s=2", "s=3,kv=2", "s=2,q2=2", "s=1,q1=3,kv2=2", "s=4,q3=2,kv=3"])
-@pytest.mark.parametrize("conv_norm", ["group", "layer"])
-def test_count_macs_equals_flop_counter(setting, conv_norm, monkeypatch):
-    model = Encoder(small_config(conv_norm=conv_norm)).eval()
+@pytest.mark.parametrize("variant", [{"conv_norm": "group"}, {"conv_norm": "layer"},
+                                     {"conv_norm": "layer", "pos_conv_depth": 3, "pos_conv_kernel": 7}],
+                         ids=["group", "layer", "data2vec-pos-conv-stack"])
+def test_count_macs_equals_flop_counter(setting, variant, monkeypatch):
+    model = Encoder(small_config(**variant)).eval()
     seconds = 0.77
     audio = torch.randn(1, int(seconds * 16000))
     monkeypatch.setattr(F, "scaled_dot_product_attention", _math_attention)

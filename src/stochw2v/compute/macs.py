@@ -60,7 +60,7 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
     dim, kernel = config.dim, config.pos_conv_kernel
     rest = frames * config.conv_dim * dim if config.feature_projection else 0
     pos_positions = (frames + 2 * (kernel // 2) - kernel) // setting.squeeze + 1
-    transformer = pos_positions * dim * (dim // config.pos_conv_groups) * kernel
+    transformer = pos_positions * dim * (dim // config.pos_conv_groups) * kernel * max(1, config.pos_conv_depth)
     attention = 0
     time = frames // setting.squeeze
     for layer in range(1, config.num_layers + 1):

@@ -20,6 +20,21 @@ from .stages import arm_run, commit, pretrain_run, read_stage, warm_run  # noqa:
 from .testing import read_test, scores_path  # noqa: E402
 
 PLOT = "curves.png"
+SCALE = """## What this miniature can and cannot say
+
+The paper's claims are about base-size models (95M parameters) pre-trained for 400k updates on 960 h of
+LibriSpeech and fine-tuned on 10 h, on GPUs. This run is a tiny model (about 4M parameters), a few hundred
+pre-training updates on synthetic speech, and CPU fine-tuning measured in hundreds to thousands of updates.
+What transfers is the comparison's design (shared warm starts, paired per-seed differences, intervals over
+seeds), not the size of any gap: a gap here is the price of stochastic training for a model this small,
+this early in its curve. What would decide a claim that this run leaves open:
+
+- a gap that is still shrinking where the curves stop (the flatness table above): `--budget long`, which
+  continues these arms until their curves flatten;
+- a gap below the seed noise: more seeds (`--seeds 1 2 3 4 5`), which narrows the t interval;
+- the paper's own scale: `pretrain_base` and `finetune_base_10h` on LibriSpeech with torchrun on GPUs
+  (README, "Training"), then `stochw2v evaluate` at the settings compared here.
+"""
 
 
 def _interval(centre: float, low: float, high: float) -> str:
@@ -144,9 +159,10 @@ def flatness_table(plan: ExperimentPlan) -> str:
 
 
 def plot_curves(plan: ExperimentPlan, path: Path) -> None:
-    """Row 1: valid CER against updates; row 2: each stochastic arm's gap to the specialist against
-    training minutes (interpolated per seed on the shorter clock); seed means with min-max bands."""
-    figure, axes = plt.subplots(2, len(CURVE_SETTINGS), figsize=(5 * len(CURVE_SETTINGS), 8), squeeze=False)
+    """Row 1: valid CER against updates (seed mean, min-max band); rows 2 and 3: each stochastic arm's gap
+    to the specialist at that setting against updates and against training minutes (seed mean, 95% t
+    interval over seeds)."""
+    figure, axes = plt.subplots(3, len(CURVE_SETTINGS), figsize=(5 * len(CURVE_SETTINGS), 12), squeeze=False)
     for column, setting in enumerate(CURVE_SETTINGS):
         for arm in plan.chosen_arms:
             if setting not in arm.trained:
@@ -160,12 +176,16 @@ def plot_curves(plan: ExperimentPlan, path: Path) -> None:
             axes[0][column].plot(grid, values.mean(0), label=arm.name)
             axes[0][column].fill_between(grid, values.min(0), values.max(0), alpha=0.15)
             if arm.stochastic and SPECIALIST[setting] in plan.arms:
-                _plot_gap(plan, arm, setting, axes[1][column])
+                for row, clock in ((1, "updates"), (2, "minutes")):
+                    _plot_gap(plan, arm, setting, clock, axes[row][column])
         axes[0][column].set(title=f"valid CER at {setting}", xlabel="fine-tuning updates", ylabel="CER")
-        axes[1][column].set(title=f"gap to the fixed {setting} arm", xlabel="training minutes since the warm start",
+        axes[1][column].set(title=f"gap to the fixed {setting} arm", xlabel="fine-tuning updates",
                             ylabel="CER difference")
-        axes[1][column].axhline(0, color="black", linewidth=0.5)
+        axes[2][column].set(title=f"gap to the fixed {setting} arm", xlabel="training minutes since the warm start",
+                            ylabel="CER difference")
         for row in axes:
+            if row is not axes[0]:
+                row[column].axhline(0, color="black", linewidth=0.5)
             if row[column].lines:
                 row[column].legend(fontsize=8)
     figure.tight_layout()
@@ -173,7 +193,12 @@ def plot_curves(plan: ExperimentPlan, path: Path) -> None:
     plt.close(figure)
 
 
-def _plot_gap(plan: ExperimentPlan, arm, setting: str, axis) -> None:
+GAP_POINTS = 50  # points each seed's gap curve is sampled at on the shorter of the two clocks
+
+
+def _plot_gap(plan: ExperimentPlan, arm, setting: str, clock: str, axis) -> None:
+    """One arm's valid-CER gap to the specialist of `setting`, per seed on a shared grid of updates or
+    minutes (each seed's own shorter clock), then the seed mean with its 95% t interval."""
     gaps = []
     for seed in plan.seeds:
         mine = valid_curve(arm_run(plan, arm, seed), setting) if _has_run(plan, arm.name, seed) else None
@@ -181,14 +206,20 @@ def _plot_gap(plan: ExperimentPlan, arm, setting: str, axis) -> None:
             if _has_run(plan, SPECIALIST[setting], seed) else None
         if mine is None or fixed is None:
             continue
-        end = min(mine.seconds[-1], fixed.seconds[-1])
-        grid = np.linspace(0, end, 50)
-        gaps.append((grid / 60, np.array([mine.at_seconds(t) - fixed.at_seconds(t) for t in grid])))
-    if gaps:
-        minutes = gaps[0][0]
-        values = np.array([np.interp(minutes, m, g) for m, g in gaps])
-        axis.plot(minutes, values.mean(0), label=arm.name)
-        axis.fill_between(minutes, values.min(0), values.max(0), alpha=0.15)
+        if clock == "updates":
+            grid = np.linspace(0, min(mine.updates[-1], fixed.updates[-1]), GAP_POINTS)
+            gaps.append((grid, np.array([mine.at(u) - fixed.at(u) for u in grid])))
+        else:
+            grid = np.linspace(0, min(mine.seconds[-1], fixed.seconds[-1]), GAP_POINTS)
+            gaps.append((grid / 60, np.array([mine.at_seconds(t) - fixed.at_seconds(t) for t in grid])))
+    if not gaps:
+        return
+    shared = min(gaps, key=lambda pair: pair[0][-1])[0]
+    values = np.array([np.interp(shared, x, g) for x, g in gaps])
+    bounds = np.array([seed_interval(list(column)) for column in values.T])
+    axis.plot(shared, bounds[:, 0], label=arm.name)
+    if len(gaps) > 1:
+        axis.fill_between(shared, bounds[:, 1], bounds[:, 2], alpha=0.15)
 
 
 def write_report(plan: ExperimentPlan, seconds: float) -> Path:
@@ -233,6 +264,10 @@ continues a shorter one; valid CER (100 utterances) is logged every {budget.curv
 
 ## Learning curves
 
+Row 1: valid CER against fine-tuning updates (seed mean, band from the lowest to the highest seed). Rows 2
+and 3: each stochastic arm's valid-CER gap to the fixed arm of that setting, against updates and against
+training minutes (seed mean, 95% t interval over seeds).
+
 ![curves]({PLOT})
 
 {flatness_table(plan)}
@@ -245,7 +280,8 @@ continues a shorter one; valid CER (100 utterances) is logged every {budget.curv
 ## Training stages
 
 {stages}
-"""
+
+{SCALE}"""
     path = plan.out / "EXPERIMENT.md"
     path.write_text(text)
     return path

@@ -5,7 +5,8 @@ plus model.safetensors or pytorch_model.bin (read weights-only). A ForCTC folder
 tokenizer's vocab.json becomes a recogniser; otherwise the encoder is loaded. Export: one fixed
 setting HF can express, Wav2Vec2 or HuBERT (s=1, no upsampler: the family the weights came from)
 or SEW (fixed squeeze s), as a base model or, for a recogniser, its ForCTC class with vocab.json and
-tokenizer files. HuBERT's encoder is wav2vec 2.0's without the quantizer, under `hubert.`.
+tokenizer files. HuBERT's encoder is wav2vec 2.0's without the quantizer, under `hubert.`; data2vec-audio's
+has layer-normed conv layers and a stack of positional convs (`pos_conv_depth`), under `data2vec_audio.`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from ..model.ctc import CTCModel
 from ..model.encoder import Encoder
 from .model_folder import build_model, rename_state
 
-HF_MODEL_TYPES = ("wav2vec2", "sew", "hubert")
+HF_MODEL_TYPES = ("wav2vec2", "sew", "hubert", "data2vec-audio")
+DATA2VEC = "data2vec-audio"
 # what the weights of each model type are prefixed with in a ForCTC / ForPreTraining folder
 _PREFIXES = {"wav2vec2": "wav2vec2.", "sew": "sew.", "hubert": "hubert.", "wavlm": "wavlm.",
              "data2vec-audio": "data2vec_audio.", "sew-d": "sew_d.", "unispeech": "unispeech.",
@@ -84,17 +86,22 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
         activations.append(_ACT_FROM_HF[name])
     conv = _conv_layers(hf, source)
     dim = _int(hf, "hidden_size", source)
+    data2vec = model_type == DATA2VEC
+    # data2vec-audio's num_conv_pos_embeddings counts its positional convs; their kernel has its own key
+    pos_kernel = _int(hf, "conv_pos_kernel_size", source, 19) if data2vec \
+        else _int(hf, "num_conv_pos_embeddings", source, 128)
+    pos_depth = _int(hf, "num_conv_pos_embeddings", source, 5) if data2vec else 0
     squeeze = _int(hf, "squeeze_factor", source, 2) if model_type == "sew" else 1
     do_normalize = (preprocessor or {}).get("do_normalize", False)
     if not isinstance(do_normalize, bool):
         raise ModelFileError(f"{source}: preprocessor do_normalize must be true or false, got {do_normalize!r}")
     try:
         return EncoderConfig(
-            conv_layers=conv, conv_norm=hf.get("feat_extract_norm", "group"),
+            conv_layers=conv, conv_norm="layer" if data2vec else hf.get("feat_extract_norm", "group"),
             conv_bias=bool(hf.get("conv_bias", False)), dim=dim, num_layers=_int(hf, "num_hidden_layers", source),
             num_heads=_int(hf, "num_attention_heads", source),
             ffn_dim=_int(hf, "intermediate_size", source), activation=activations[0], conv_activation=activations[1],
-            pos_conv_kernel=_int(hf, "num_conv_pos_embeddings", source, 128),
+            pos_conv_kernel=pos_kernel, pos_conv_depth=pos_depth,
             pos_conv_groups=_int(hf, "num_conv_pos_embedding_groups", source, 16),
             layer_norm_first=bool(hf.get("do_stable_layer_norm", False)) if model_type != "sew" else False,
             feature_projection=model_type != "sew" or conv[-1][0] != dim,
@@ -108,7 +115,7 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
             default_compression=f"s={squeeze}",
             normalize_waveform=do_normalize,
             trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict(),  # HF models run one setting
-            family="hubert" if model_type == "hubert" else "wav2vec2",
+            family=model_type if model_type in ("hubert", DATA2VEC) else "wav2vec2",
         )
     except ConfigError as error:
         raise ModelFileError(f"{source}: {error}") from None
@@ -131,7 +138,7 @@ def hf_model_type(config: EncoderConfig) -> str:
     return "sew" if config.max_upsample > 0 else config.family
 
 
-_CLASS_NAMES = {"wav2vec2": "Wav2Vec2", "sew": "SEW", "hubert": "Hubert"}
+_CLASS_NAMES = {"wav2vec2": "Wav2Vec2", "sew": "SEW", "hubert": "Hubert", DATA2VEC: "Data2VecAudio"}
 
 
 def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
@@ -172,6 +179,10 @@ def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
         hf["add_adapter"] = False
     if model_type == "hubert":
         hf["feat_proj_layer_norm"] = True
+    if model_type == DATA2VEC:
+        hf.update(num_conv_pos_embeddings=config.pos_conv_depth, conv_pos_kernel_size=config.pos_conv_kernel)
+        for key in ("feat_extract_norm", "do_stable_layer_norm"):  # data2vec-audio has one variant
+            hf.pop(key, None)
     return hf
 
 
@@ -220,6 +231,7 @@ NAMES = {
     ],
 }
 NAMES["hubert"] = NAMES["wav2vec2"]  # the same encoder under another prefix
+NAMES[DATA2VEC] = [("context.pos_conv.layers.{i}.", "encoder.pos_conv_embed.layers.{i}.conv.")] + NAMES["wav2vec2"]
 # older HF files spell the weight-normed positional conv the pre-parametrization way
 _POS_CONV = "encoder.pos_conv_embed.conv."
 _LEGACY_HF_NAMES = {_POS_CONV + "weight_g": _POS_CONV + "parametrizations.weight.original0",
@@ -334,6 +346,12 @@ def load_hf_model(path: Path, hf_config: dict[str, Any]) -> Model:
 def _check_exportable(config: EncoderConfig, setting) -> None:
     if setting.has_pooling:
         raise ConfigError(f"HF transformers cannot express query or key-value pooling ({setting})")
+    if config.max_upsample > 0 and config.pos_conv_depth:
+        raise ConfigError(f"a {config.family} model with an upsampler (fine-tuned on demand) cannot be exported: "
+                          f"HF's {config.family} has no upsampler and HF SEW has one weight-normed positional conv, "
+                          f"not a stack of {config.pos_conv_depth}")
+    if config.layer_norm_first and config.family == DATA2VEC:
+        raise ConfigError("HF data2vec-audio has no pre-LN (layer_norm_first) variant; this model cannot be exported")
     if config.max_upsample > 0:
         if config.layer_norm_first:
             raise ConfigError("HF SEW has no pre-LN (layer_norm_first) variant; this model cannot be exported")

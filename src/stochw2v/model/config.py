@@ -31,9 +31,10 @@ SEW_CONV: tuple[ConvLayer, ...] = tuple(
 ACTIVATIONS = ("gelu", "relu", "silu", "gelu_tanh")
 MAX_LAYER_NORM_EPS = 0.1  # an epsilon this large already swamps the variance of normalised features
 CONV_NORMS = ("group", "layer")
-# checkpoint families our skeleton holds: wav2vec 2.0 (and SEW, told apart by the upsampler) and HuBERT,
-# whose encoder is wav2vec 2.0's without the quantizer; export-hf writes a model back as its family
-FAMILIES = ("wav2vec2", "hubert")
+# checkpoint families our skeleton holds: wav2vec 2.0 (and SEW, told apart by the upsampler), HuBERT (wav2vec
+# 2.0's encoder without the quantizer) and data2vec-audio (a stack of positional convs: pos_conv_depth);
+# export-hf writes a model back as its family
+FAMILIES = ("wav2vec2", "hubert", "data2vec-audio")
 
 
 @dataclass
@@ -51,6 +52,9 @@ class EncoderConfig:
     conv_activation: str = "gelu"  # conv encoder, positional conv and upsampling activation
     pos_conv_kernel: int = 128
     pos_conv_groups: int = 16
+    # 0: one weight-normed positional conv (wav2vec 2.0, HuBERT, SEW); N: data2vec-audio's N plain convs,
+    # each followed by a layer norm without parameters and the conv activation
+    pos_conv_depth: int = 0
     layer_norm_first: bool = False  # False: post-LN (W2V2 base, SEW); True: pre-LN (W2V2 large)
     feature_projection: bool = True  # Linear from conv channels to dim; SEW omits it when they are equal
     max_upsample: int = 0  # largest total factor the upsampler covers; 0 = no upsampler (plain W2V2)
@@ -93,6 +97,8 @@ class EncoderConfig:
                 problems.append(f"{name} must be >= 1")
         if self.num_heads >= 1 and self.dim % self.num_heads:
             problems.append(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
+        if self.pos_conv_depth < 0:
+            problems.append(f"pos_conv_depth must be >= 0, got {self.pos_conv_depth}")
         if self.pos_conv_groups >= 1 and self.dim % self.pos_conv_groups:
             problems.append(f"dim={self.dim} is not divisible by pos_conv_groups={self.pos_conv_groups}")
         if not self.feature_projection and self.conv_layers and self.conv_layers[-1][0] != self.dim:
@@ -248,7 +254,7 @@ def estimated_parameters(config: EncoderConfig) -> int:
         conv += channels * out * kernel
         channels = out
     dim, layer = config.dim, 4 * config.dim * config.dim + 2 * config.dim * config.ffn_dim
-    positional = dim * (dim // max(1, config.pos_conv_groups)) * config.pos_conv_kernel
+    positional = dim * (dim // max(1, config.pos_conv_groups)) * config.pos_conv_kernel * max(1, config.pos_conv_depth)
     projection = config.conv_dim * dim if config.feature_projection else 0
     return conv + projection + positional + config.num_layers * layer
 

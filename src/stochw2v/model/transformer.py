@@ -133,20 +133,59 @@ class PositionalConv(nn.Module):
                 self._cache = (key, torch._weight_norm(self.weight_v, self.weight_g, 2))
         return self._cache[1]
 
-    def forward(self, x: Tensor, stride: int = 1) -> Tensor:
-        weight, bias, inputs = self.weight(), self.bias, x.transpose(1, 2)
-        if self._bf16_conv_is_wrong(x):
-            weight, bias, inputs = weight.float(), bias.float(), inputs.float()
-        y = F.conv1d(inputs, weight, bias, stride=stride, padding=self.kernel // 2, groups=self.groups).to(x.dtype)
-        if self.kernel % 2 == 0:
-            y = y[..., :-1]
-        return self.activation(y).transpose(1, 2)
+    def forward(self, x: Tensor, stride: int = 1, lengths: Tensor | None = None) -> Tensor:  # noqa: ARG002
+        """x [B, T, D], zero past each item's end (so `lengths` is not needed by one conv)."""
+        return self.activation(_positional_conv(x, self.weight(), self.bias, stride, self.groups)).transpose(1, 2)
 
-    def _bf16_conv_is_wrong(self, x: Tensor) -> bool:
-        """torch 2.13's CPU bf16 grouped conv1d returns garbage (relative error ~1) for 4 or 8 channels
-        per group at kernels >= 16 (measured; 2, 16, 32, 48 are right): such layers run in float32.
-        The presets (32 and 48 channels per group) keep the bf16 kernel."""
-        return x.dtype == torch.bfloat16 and x.device.type == "cpu" and self.weight_v.shape[1] < 16
+
+def _positional_conv(x: Tensor, weight: Tensor, bias: Tensor, stride: int, groups: int) -> Tensor:
+    """[B, T, D] -> [B, D, T'] grouped 'same' conv (the last frame dropped for even kernels, as fairseq)."""
+    inputs = x.transpose(1, 2)
+    if _bf16_conv_is_wrong(x, weight.shape[1]):
+        weight, bias, inputs = weight.float(), bias.float(), inputs.float()
+    kernel = weight.shape[-1]
+    y = F.conv1d(inputs, weight, bias, stride=stride, padding=kernel // 2, groups=groups).to(x.dtype)
+    return y[..., :-1] if kernel % 2 == 0 else y
+
+
+def _bf16_conv_is_wrong(x: Tensor, channels_per_group: int) -> bool:
+    """torch 2.13's CPU bf16 grouped conv1d returns garbage (relative error ~1) for 4 or 8 channels
+    per group at kernels >= 16 (measured; 2, 16, 32, 48 are right): such layers run in float32.
+    The presets (32 and 48 channels per group) keep the bf16 kernel."""
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and channels_per_group < 16
+
+
+STACK_NORM_EPS = 1e-5  # data2vec-audio's parameter-free layer norm between its positional convs
+
+
+class PositionalConvStack(nn.Module):
+    """data2vec-audio's positional embedding: `depth` grouped convs, each followed by a layer norm without
+    parameters and the activation. Squeezing runs the first at stride s (as SEW runs its one conv).
+
+    Frames past each item's end are zeroed between the convs, so an item's output does not depend on
+    the batch it is padded into (HF lets padding leak into the second conv onwards).
+    """
+
+    def __init__(self, dim: int, kernel: int, groups: int, depth: int, act: str) -> None:
+        super().__init__()
+        self.kernel, self.groups = kernel, groups
+        self.layers = nn.ModuleList(nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+                                    for _ in range(depth))
+        self.activation = activation(act)
+
+    def forward(self, x: Tensor, stride: int = 1, lengths: Tensor | None = None) -> Tensor:
+        valid = None if lengths is None else self.output_lengths(lengths, stride)
+        for index, conv in enumerate(self.layers):
+            y = _positional_conv(x, conv.weight, conv.bias, stride if index == 0 else 1, self.groups)
+            x = self.activation(F.layer_norm(y.transpose(1, 2), (y.shape[1],), eps=STACK_NORM_EPS))
+            if valid is not None:
+                x = x.masked_fill(~padding_mask(valid, x.shape[1])[..., None], 0.0)
+        return x
+
+    def output_lengths(self, lengths: Tensor, stride: int) -> Tensor:
+        """Frames the first conv gives an item of `lengths` frames run alone (the rest keep that length)."""
+        even = int(self.kernel % 2 == 0)
+        return torch.div(lengths + 2 * (self.kernel // 2) - self.kernel, stride, rounding_mode="floor") + 1 - even
 
 
 class Upsampler(nn.Module):
@@ -220,8 +259,9 @@ class ContextNetwork(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.pos_conv = PositionalConv(config.dim, config.pos_conv_kernel, config.pos_conv_groups,
-                                       config.conv_activation)
+        self.pos_conv = PositionalConvStack(config.dim, config.pos_conv_kernel, config.pos_conv_groups,
+                                            config.pos_conv_depth, config.conv_activation) if config.pos_conv_depth \
+            else PositionalConv(config.dim, config.pos_conv_kernel, config.pos_conv_groups, config.conv_activation)
         self.layer_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
@@ -234,7 +274,7 @@ class ContextNetwork(nn.Module):
         if lengths is not None:
             x = x.masked_fill(~padding_mask(lengths, num_frames)[..., None], 0.0)
         squeeze = compression.squeeze
-        positions = self.pos_conv(x, stride=squeeze)
+        positions = self.pos_conv(x, stride=squeeze, lengths=lengths)
         x, lengths = pool_floor(x, lengths, squeeze)
         time = min(x.shape[1], positions.shape[1])
         x = x[:, :time] + positions[:, :time]
