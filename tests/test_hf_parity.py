@@ -18,6 +18,9 @@ from transformers import (  # noqa: E402
     Wav2Vec2Config,
     Wav2Vec2ForCTC,
     Wav2Vec2Model,
+    WavLMConfig,
+    WavLMForCTC,
+    WavLMModel,
 )
 
 import stochw2v  # noqa: E402
@@ -31,6 +34,7 @@ SMALL = dict(
 LENGTHS = [6000, 4700, 3100]
 # data2vec-audio's num_conv_pos_embeddings counts its positional convs (a kernel of conv_pos_kernel_size each)
 DATA2VEC = {**SMALL, "num_conv_pos_embeddings": 3}
+WAVLM = {**SMALL, "num_buckets": 32, "max_bucket_distance": 100}
 
 
 def _save(hf_model, path):
@@ -61,6 +65,9 @@ HF_CASES = {
     "hubert-post-ln-group": lambda: HubertModel(HubertConfig(**SMALL)),
     "hubert-pre-ln-layer": lambda: HubertModel(HubertConfig(
         **SMALL, feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True)),
+    "wavlm-post-ln-group": lambda: WavLMModel(WavLMConfig(**WAVLM)),
+    "wavlm-pre-ln-layer": lambda: WavLMModel(WavLMConfig(
+        **WAVLM, feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True)),
     "data2vec-odd-kernel": lambda: Data2VecAudioModel(Data2VecAudioConfig(**DATA2VEC, conv_pos_kernel_size=7)),
     "data2vec-even-kernel": lambda: Data2VecAudioModel(Data2VecAudioConfig(**DATA2VEC, conv_pos_kernel_size=8,
                                                                            conv_bias=True)),
@@ -79,7 +86,8 @@ def test_loaded_hf_model_gives_hf_hidden_states(case, tmp_path):
     assert (ours - ref).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("case", ["w2v2-post-ln-layer", "w2v2-pre-ln-layer", "hubert-pre-ln-layer"])
+@pytest.mark.parametrize("case", ["w2v2-post-ln-layer", "w2v2-pre-ln-layer", "hubert-pre-ln-layer",
+                                  "wavlm-pre-ln-layer"])
 def test_padded_batch_with_attention_mask_matches_hf(case, tmp_path):
     hf = HF_CASES[case]()
     model = stochw2v.load(_save(hf, tmp_path / case))
@@ -187,7 +195,7 @@ def test_inconsistent_hf_checkpoints_give_clear_errors(tmp_path):
 
 @pytest.mark.parametrize("case", ["w2v2-post-ln-group", "w2v2-pre-ln-layer", "sew-s1", "sew-s2", "sew-s3",
                                   "hubert-post-ln-group", "hubert-pre-ln-layer", "data2vec-odd-kernel",
-                                  "data2vec-even-kernel"])
+                                  "data2vec-even-kernel", "wavlm-post-ln-group", "wavlm-pre-ln-layer"])
 def test_export_round_trip_gives_hf_the_same(case, tmp_path):
     hf = HF_CASES[case]()
     model = stochw2v.load(_save(hf, tmp_path / "in"))
@@ -295,4 +303,72 @@ def test_a_data2vec_model_made_on_demand_runs_every_squeeze_batch_independently(
     cost = [stochw2v.count_macs(model, setting).transformer for setting in ("s=1", "s=2", "s=4")]
     assert cost[0] > cost[1] > cost[2]
     with pytest.raises(ValueError, match="has no upsampler and HF SEW has one weight-normed positional conv"):
+        stochw2v.export_hf(model, tmp_path / "x", compression="s=2")
+
+
+def test_wavlm_recogniser_gives_hf_logits_on_a_padded_batch(tmp_path):
+    hf = WavLMForCTC(WavLMConfig(**WAVLM, vocab_size=12, feat_extract_norm="layer", conv_bias=True)).eval()
+    folder = _save(hf, tmp_path / "wavlm")
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(["<pad>", "|"] + list("abcdefghij"))}))
+    model = stochw2v.load(folder)
+    assert isinstance(model, stochw2v.CTCModel) and model.encoder.config.relative_position_buckets == 32
+    audio = padded_batch(LENGTHS)
+    mask = (torch.arange(audio.shape[1])[None] < torch.tensor(LENGTHS)[:, None]).long()
+    with torch.no_grad():
+        out = model(audio, lengths=LENGTHS)
+        assert _max_diff_valid(hf(audio, attention_mask=mask).logits, out.logits, out.lengths.tolist()) < 1e-4
+
+
+def test_a_wavlm_table_that_disagrees_with_num_buckets_is_refused_by_key(tmp_path):
+    folder = _save(WavLMModel(WavLMConfig(**WAVLM)), tmp_path / "w")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_buckets": 64}))
+    with pytest.raises(ValueError, match=r"num_buckets=64 .*\(rel_attn_embed\) is \(32, 4\)"):
+        stochw2v.load(folder)
+
+
+def _hand_pooled_attention(attention, x, bias, factor):
+    """Key-value pooling at `factor` written out: keys, values and the bias averaged over each window of
+    key frames by explicit loops (the last window over the frames it has), then plain softmax attention."""
+    time, dim = x.shape[1], x.shape[2]
+    heads, head_dim = attention.num_heads, dim // attention.num_heads
+    windows = [list(range(start, min(start + factor, time))) for start in range(0, time, factor)]
+    pooled = torch.stack([x[0, w].mean(0) for w in windows])[None]
+    pooled_bias = torch.stack([bias[0, :, :, w].mean(-1) for w in windows], dim=-1)  # [H, Tq, Tk']
+    gate = attention.gate(x, bias)[0] / bias[0]  # the gate alone, per head and query
+    q = attention.q_proj(x)[0].view(time, heads, head_dim).transpose(0, 1)
+    k = attention.k_proj(pooled)[0].view(-1, heads, head_dim).transpose(0, 1)
+    v = attention.v_proj(pooled)[0].view(-1, heads, head_dim).transpose(0, 1)
+    scores = q @ k.transpose(-1, -2) / head_dim ** 0.5 + gate[..., :1] * pooled_bias
+    out = (scores.softmax(-1) @ v).transpose(0, 1).reshape(time, dim)
+    return attention.out_proj(out)[None]
+
+
+@pytest.mark.parametrize("time", [12, 13])
+def test_wavlm_key_value_pooling_equals_pooling_keys_values_and_bias_by_hand(time, tmp_path):
+    from stochw2v.model.relative_position import pool_bias_keys
+
+    model = stochw2v.load(_save(HF_CASES["wavlm-post-ln-group"](), tmp_path / "w")).eval()
+    attention = model.context.layers[0].attention
+    x = torch.randn(1, time, 32)
+    bias = model.context.relative_position(time)
+    with torch.no_grad():
+        torch.nn.init.normal_(attention.gate.linear.weight)  # a gate that varies by query and head
+        ours = attention(x, torch.nn.functional.avg_pool1d(x.transpose(1, 2), 2, ceil_mode=True).transpose(1, 2),
+                         None, pool_bias_keys(bias, None, 2))
+        assert (ours - _hand_pooled_attention(attention, x, bias, 2)).abs().max().item() < 1e-5
+
+
+def test_wavlm_at_every_pooling_setting_gives_each_item_its_result_alone(tmp_path):
+    from stochw2v.train.growing import grow_upsampler
+
+    model = grow_upsampler(stochw2v.load(_save(HF_CASES["wavlm-pre-ln-layer"](), tmp_path / "w")), 4).eval()
+    audio = padded_batch(LENGTHS)
+    for setting in ("s=1,kv=2", "s=2,q2=2", "s=2,kv=3", "s=4"):
+        with torch.no_grad():
+            batch = model.encode(audio, lengths=LENGTHS, compression=setting)
+            alone = model.encode(audio[2:, :LENGTHS[2]], compression=setting)
+        frames = alone.lengths.item()
+        assert (batch.hidden_states[2, :frames] - alone.hidden_states[0, :frames]).abs().max().item() < 1e-5, setting
+    with pytest.raises(ValueError, match="no relative position bias"):
         stochw2v.export_hf(model, tmp_path / "x", compression="s=2")

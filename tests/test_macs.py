@@ -11,15 +11,18 @@ from stochw2v import Encoder, EncoderConfig, count_macs
 def _math_attention(q, k, v, attn_mask=None, **_):
     """SDPA as plain matmuls, which the FLOP counter sees (its CPU kernel it does not)."""
     scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-    if attn_mask is not None:
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
+    elif attn_mask is not None:  # a float mask is added (WavLM's position bias)
+        scores = scores + attn_mask
     return scores.softmax(-1) @ v
 
 
 @pytest.mark.parametrize("setting", ["s=1", "s=2", "s=3,kv=2", "s=2,q2=2", "s=1,q1=3,kv2=2", "s=4,q3=2,kv=3"])
 @pytest.mark.parametrize("variant", [{"conv_norm": "group"}, {"conv_norm": "layer"},
-                                     {"conv_norm": "layer", "pos_conv_depth": 3, "pos_conv_kernel": 7}],
-                         ids=["group", "layer", "data2vec-pos-conv-stack"])
+                                     {"conv_norm": "layer", "pos_conv_depth": 3, "pos_conv_kernel": 7},
+                                     {"relative_position_buckets": 32, "relative_position_max_distance": 100}],
+                         ids=["group", "layer", "data2vec-pos-conv-stack", "wavlm-gated-bias"])
 def test_count_macs_equals_flop_counter(setting, variant, monkeypatch):
     model = Encoder(small_config(**variant)).eval()
     seconds = 0.77

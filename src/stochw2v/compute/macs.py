@@ -11,6 +11,8 @@ from ..audio import SAMPLE_RATE
 from ..errors import ConfigError
 from .compression import CompressionLike
 
+RELATIVE_GATE_OUTPUTS = 8  # WavLM's gate projects each head's slice to 8 values (model/relative_position.py)
+
 if TYPE_CHECKING:  # a type only: the network imports compute/, never the other way
     from ..model.config import EncoderConfig
 
@@ -69,7 +71,9 @@ def count_macs(model_or_config: nn.Module | EncoderConfig, compression: Compress
         keys = -(-time // kv) if kv > 1 else time
         layer_attention = 2 * queries * keys * dim  # scores and weighted sum
         projections = 2 * queries * dim * dim + 2 * keys * dim * dim  # q, out; k, v
-        transformer += projections + layer_attention + 2 * queries * dim * config.ffn_dim
+        # WavLM's gate: per query and head, a Linear(head_dim, 8): queries * dim * 8 in all
+        gate = queries * dim * RELATIVE_GATE_OUTPUTS if config.relative_position_buckets else 0
+        transformer += projections + layer_attention + 2 * queries * dim * config.ffn_dim + gate
         attention += layer_attention
         time = queries
     if config.max_upsample > 0:

@@ -20,6 +20,11 @@ from .stages import arm_run, commit, pretrain_run, read_stage, warm_run  # noqa:
 from .testing import read_test, scores_path  # noqa: E402
 
 PLOT = "curves.png"
+CAPTION = f"""Row 1: valid CER against fine-tuning updates (seed mean, band from the lowest to the highest seed).
+Rows 2 and 3: each stochastic arm's valid-CER gap to the fixed arm of that setting, against updates and
+against training minutes (seed mean, 95% t interval over seeds).
+
+![curves]({PLOT})"""
 SCALE = """## What this miniature can and cannot say
 
 The paper's claims are about base-size models (95M parameters) pre-trained for 400k updates on 960 h of
@@ -264,11 +269,7 @@ continues a shorter one; valid CER (100 utterances) is logged every {budget.curv
 
 ## Learning curves
 
-Row 1: valid CER against fine-tuning updates (seed mean, band from the lowest to the highest seed). Rows 2
-and 3: each stochastic arm's valid-CER gap to the fixed arm of that setting, against updates and against
-training minutes (seed mean, 95% t interval over seeds).
-
-![curves]({PLOT})
+{CAPTION}
 
 {flatness_table(plan)}
 

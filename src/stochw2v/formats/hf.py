@@ -6,7 +6,8 @@ tokenizer's vocab.json becomes a recogniser; otherwise the encoder is loaded. Ex
 setting HF can express, Wav2Vec2 or HuBERT (s=1, no upsampler: the family the weights came from)
 or SEW (fixed squeeze s), as a base model or, for a recogniser, its ForCTC class with vocab.json and
 tokenizer files. HuBERT's encoder is wav2vec 2.0's without the quantizer, under `hubert.`; data2vec-audio's
-has layer-normed conv layers and a stack of positional convs (`pos_conv_depth`), under `data2vec_audio.`.
+has layer-normed conv layers and a stack of positional convs (`pos_conv_depth`), under `data2vec_audio.`;
+WavLM's adds a gated relative position bias to attention (`relative_position_buckets`), under `wavlm.`.
 """
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from ..model.ctc import CTCModel
 from ..model.encoder import Encoder
 from .model_folder import build_model, rename_state
 
-HF_MODEL_TYPES = ("wav2vec2", "sew", "hubert", "data2vec-audio")
+HF_MODEL_TYPES = ("wav2vec2", "sew", "hubert", "data2vec-audio", "wavlm")
 DATA2VEC = "data2vec-audio"
+_RELATIVE_TABLE = "context.relative_position.embedding.weight"  # WavLM's bucket table, ours
 # what the weights of each model type are prefixed with in a ForCTC / ForPreTraining folder
 _PREFIXES = {"wav2vec2": "wav2vec2.", "sew": "sew.", "hubert": "hubert.", "wavlm": "wavlm.",
              "data2vec-audio": "data2vec_audio.", "sew-d": "sew_d.", "unispeech": "unispeech.",
@@ -91,6 +93,7 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
     pos_kernel = _int(hf, "conv_pos_kernel_size", source, 19) if data2vec \
         else _int(hf, "num_conv_pos_embeddings", source, 128)
     pos_depth = _int(hf, "num_conv_pos_embeddings", source, 5) if data2vec else 0
+    wavlm = model_type == "wavlm"
     squeeze = _int(hf, "squeeze_factor", source, 2) if model_type == "sew" else 1
     do_normalize = (preprocessor or {}).get("do_normalize", False)
     if not isinstance(do_normalize, bool):
@@ -115,7 +118,9 @@ def config_from_hf(hf: dict[str, Any], source: str = "config.json",
             default_compression=f"s={squeeze}",
             normalize_waveform=do_normalize,
             trained_policy=StochasticPolicy.fixed(f"s={squeeze}").to_dict(),  # HF models run one setting
-            family=model_type if model_type in ("hubert", DATA2VEC) else "wav2vec2",
+            relative_position_buckets=_int(hf, "num_buckets", source, 320) if wavlm else 0,
+            relative_position_max_distance=_int(hf, "max_bucket_distance", source, 800),
+            family=model_type if model_type in ("hubert", DATA2VEC, "wavlm") else "wav2vec2",
         )
     except ConfigError as error:
         raise ModelFileError(f"{source}: {error}") from None
@@ -138,7 +143,7 @@ def hf_model_type(config: EncoderConfig) -> str:
     return "sew" if config.max_upsample > 0 else config.family
 
 
-_CLASS_NAMES = {"wav2vec2": "Wav2Vec2", "sew": "SEW", "hubert": "Hubert", DATA2VEC: "Data2VecAudio"}
+_CLASS_NAMES = {"wav2vec2": "Wav2Vec2", "sew": "SEW", "hubert": "Hubert", DATA2VEC: "Data2VecAudio", "wavlm": "WavLM"}
 
 
 def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
@@ -175,8 +180,11 @@ def config_to_hf(config: EncoderConfig, squeeze: int) -> dict[str, Any]:
         hf["squeeze_factor"] = squeeze
     else:
         hf["do_stable_layer_norm"] = config.layer_norm_first
-    if model_type == "wav2vec2":
+    if model_type in ("wav2vec2", "wavlm"):
         hf["add_adapter"] = False
+    if model_type == "wavlm":
+        hf.update(num_buckets=config.relative_position_buckets,
+                  max_bucket_distance=config.relative_position_max_distance)
     if model_type == "hubert":
         hf["feat_proj_layer_norm"] = True
     if model_type == DATA2VEC:
@@ -232,6 +240,11 @@ NAMES = {
 }
 NAMES["hubert"] = NAMES["wav2vec2"]  # the same encoder under another prefix
 NAMES[DATA2VEC] = [("context.pos_conv.layers.{i}.", "encoder.pos_conv_embed.layers.{i}.conv.")] + NAMES["wav2vec2"]
+NAMES["wavlm"] = [  # the bucket table lives in HF's first layer; every layer has its gate
+    ("context.relative_position.embedding.", "encoder.layers.0.attention.rel_attn_embed."),
+    ("context.layers.{i}.attention.gate.linear.", "encoder.layers.{i}.attention.gru_rel_pos_linear."),
+    ("context.layers.{i}.attention.gate.const", "encoder.layers.{i}.attention.gru_rel_pos_const"),
+] + NAMES["wav2vec2"]
 # older HF files spell the weight-normed positional conv the pre-parametrization way
 _POS_CONV = "encoder.pos_conv_embed.conv."
 _LEGACY_HF_NAMES = {_POS_CONV + "weight_g": _POS_CONV + "parametrizations.weight.original0",
@@ -331,6 +344,7 @@ def load_hf_model(path: Path, hf_config: dict[str, Any]) -> Model:
     config = config_from_hf(hf_config, source, preprocessor)
     weights = read_hf_weights(path)
     state = state_dict_from_hf(weights, hf_config["model_type"], str(path))
+    _check_buckets(config, state, source)
     state.setdefault("mask_embedding", Encoder(config).mask_embedding.detach())  # fine-tuned files drop it
     vocabulary = _hf_vocabulary(path, hf_config)
     if vocabulary is None or "lm_head.weight" not in weights:
@@ -343,13 +357,25 @@ def load_hf_model(path: Path, hf_config: dict[str, Any]) -> Model:
     return build_model("ctc", config, state, str(path), vocabulary)
 
 
+def _check_buckets(config: EncoderConfig, state: dict[str, Tensor], source: str) -> None:
+    """A WavLM bucket table whose size disagrees with num_buckets would fail as a bare shape mismatch."""
+    table = state.get(_RELATIVE_TABLE)
+    if table is not None and config.relative_position_buckets and \
+            tuple(table.shape) != (config.relative_position_buckets, config.num_heads):
+        raise ModelFileError(f"{source}: num_buckets={config.relative_position_buckets} and num_attention_heads="
+                             f"{config.num_heads}, but the relative position table (rel_attn_embed) is "
+                             f"{tuple(table.shape)}: the config does not belong to these weights")
+
+
 def _check_exportable(config: EncoderConfig, setting) -> None:
     if setting.has_pooling:
         raise ConfigError(f"HF transformers cannot express query or key-value pooling ({setting})")
-    if config.max_upsample > 0 and config.pos_conv_depth:
+    if config.max_upsample > 0 and (config.pos_conv_depth or config.relative_position_buckets):
+        what = f"a stack of {config.pos_conv_depth} positional convs" if config.pos_conv_depth \
+            else "a relative position bias"
         raise ConfigError(f"a {config.family} model with an upsampler (fine-tuned on demand) cannot be exported: "
-                          f"HF's {config.family} has no upsampler and HF SEW has one weight-normed positional conv, "
-                          f"not a stack of {config.pos_conv_depth}")
+                          f"HF's {config.family} has no upsampler and HF SEW has one weight-normed positional conv "
+                          f"and no relative position bias, while this model has {what}")
     if config.layer_norm_first and config.family == DATA2VEC:
         raise ConfigError("HF data2vec-audio has no pre-LN (layer_norm_first) variant; this model cannot be exported")
     if config.max_upsample > 0:

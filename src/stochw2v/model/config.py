@@ -32,9 +32,10 @@ ACTIVATIONS = ("gelu", "relu", "silu", "gelu_tanh")
 MAX_LAYER_NORM_EPS = 0.1  # an epsilon this large already swamps the variance of normalised features
 CONV_NORMS = ("group", "layer")
 # checkpoint families our skeleton holds: wav2vec 2.0 (and SEW, told apart by the upsampler), HuBERT (wav2vec
-# 2.0's encoder without the quantizer) and data2vec-audio (a stack of positional convs: pos_conv_depth);
+# 2.0's encoder without the quantizer), data2vec-audio (a stack of positional convs: pos_conv_depth) and
+# WavLM (a gated relative position bias in attention: relative_position_buckets);
 # export-hf writes a model back as its family
-FAMILIES = ("wav2vec2", "hubert", "data2vec-audio")
+FAMILIES = ("wav2vec2", "hubert", "data2vec-audio", "wavlm")
 
 
 @dataclass
@@ -55,6 +56,10 @@ class EncoderConfig:
     # 0: one weight-normed positional conv (wav2vec 2.0, HuBERT, SEW); N: data2vec-audio's N plain convs,
     # each followed by a layer norm without parameters and the conv activation
     pos_conv_depth: int = 0
+    # WavLM: a gated bias of the query-key distance in every attention, looked up in this many buckets
+    # (log-spaced up to relative_position_max_distance frames); 0: none
+    relative_position_buckets: int = 0
+    relative_position_max_distance: int = 800
     layer_norm_first: bool = False  # False: post-LN (W2V2 base, SEW); True: pre-LN (W2V2 large)
     feature_projection: bool = True  # Linear from conv channels to dim; SEW omits it when they are equal
     max_upsample: int = 0  # largest total factor the upsampler covers; 0 = no upsampler (plain W2V2)
@@ -97,6 +102,12 @@ class EncoderConfig:
                 problems.append(f"{name} must be >= 1")
         if self.num_heads >= 1 and self.dim % self.num_heads:
             problems.append(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
+        buckets, distance = self.relative_position_buckets, self.relative_position_max_distance
+        if buckets < 0 or buckets in (1, 2, 3):
+            problems.append(f"relative_position_buckets must be 0 (none) or >= 4, got {buckets}")
+        elif buckets and distance <= buckets // 4:
+            problems.append(f"relative_position_max_distance={distance} must exceed a quarter of "
+                            f"relative_position_buckets={buckets}")
         if self.pos_conv_depth < 0:
             problems.append(f"pos_conv_depth must be >= 0, got {self.pos_conv_depth}")
         if self.pos_conv_groups >= 1 and self.dim % self.pos_conv_groups:

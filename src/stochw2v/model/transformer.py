@@ -16,12 +16,19 @@ from ..errors import ConfigError
 from .activations import activation
 from .config import EncoderConfig
 from .pooling import exporting, padding_mask, pool_ceil, pool_floor
+from .relative_position import (
+    PositionGate,
+    RelativePositionBias,
+    pool_bias_keys,
+    pool_bias_queries,
+    pool_bias_windows,
+)
 
 
 class SelfAttention(nn.Module):
     """Multi-head attention whose queries and keys/values may come from different lengths."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, gated_bias: bool = False) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
@@ -29,6 +36,7 @@ class SelfAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self.gate = PositionGate(dim, num_heads) if gated_bias else None  # WavLM
         self._fused: tuple | None = None
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -49,11 +57,16 @@ class SelfAttention(nn.Module):
             self._fused = (key, weight, bias)
         return F.linear(queries, self._fused[1], self._fused[2]).chunk(3, dim=-1)
 
-    def forward(self, queries: Tensor, keys_values: Tensor, key_lengths: Tensor | None) -> Tensor:
+    def forward(self, queries: Tensor, keys_values: Tensor, key_lengths: Tensor | None,
+                position_bias: Tensor | None = None) -> Tensor:
+        """position_bias [b, H, Tq, Tk]: added to the scores, gated by the queries (WavLM)."""
         q, k, v = (self._heads(t) for t in self._projections(queries, keys_values))
         mask = padding_mask(key_lengths, k.shape[2])
         if mask is not None:
             mask = mask[:, None, None, :]
+        if position_bias is not None and self.gate is not None:
+            bias = self.gate(queries, position_bias).to(q.dtype)
+            mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -81,23 +94,26 @@ class TransformerLayer(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.layer_norm_first = config.layer_norm_first
-        self.attention = SelfAttention(config.dim, config.num_heads, config.attention_dropout)
+        self.attention = SelfAttention(config.dim, config.num_heads, config.attention_dropout,
+                                       gated_bias=config.relative_position_buckets > 0)
         self.attention_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.ffn = FeedForward(config.dim, config.ffn_dim, config.activation, config.activation_dropout,
                                config.dropout)
         self.ffn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
 
-    def forward(self, x: Tensor, lengths: Tensor | None, query_factor: int = 1,
-                kv_factor: int = 1) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, lengths: Tensor | None, query_factor: int = 1, kv_factor: int = 1,
+                position_bias: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         residual, out_lengths = pool_floor(x, lengths, query_factor)
+        if position_bias is not None:  # pooled with the queries and the keys it belongs to
+            position_bias = pool_bias_keys(pool_bias_queries(position_bias, query_factor), lengths, kv_factor)
         if self.layer_norm_first:
             keys_values = self.attention_norm(x)
             queries = self.attention_norm(residual) if query_factor > 1 else keys_values
         else:
             keys_values, queries = x, residual
         keys_values, kv_lengths = pool_ceil(keys_values, lengths, kv_factor)
-        x = residual + self.dropout(self.attention(queries, keys_values, kv_lengths))
+        x = residual + self.dropout(self.attention(queries, keys_values, kv_lengths, position_bias))
         if self.layer_norm_first:
             x = x + self.ffn(self.ffn_norm(x))
         else:
@@ -265,6 +281,9 @@ class ContextNetwork(nn.Module):
         self.layer_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.relative_position = RelativePositionBias(
+            config.relative_position_buckets, config.relative_position_max_distance, config.num_heads) \
+            if config.relative_position_buckets else None
         self.upsample = Upsampler(config.dim, config.max_upsample, config.conv_activation) \
             if config.max_upsample > 0 else None
 
@@ -278,6 +297,9 @@ class ContextNetwork(nn.Module):
         x, lengths = pool_floor(x, lengths, squeeze)
         time = min(x.shape[1], positions.shape[1])
         x = x[:, :time] + positions[:, :time]
+        bias = None  # WavLM: built at the features' rate, pooled as the frames are
+        if self.relative_position is not None:
+            bias = pool_bias_windows(self.relative_position(num_frames), squeeze)[:, :, :time, :time]
         if not self.config.layer_norm_first:
             x = self.layer_norm(x)
         x = self.dropout(x)
@@ -287,8 +309,10 @@ class ContextNetwork(nn.Module):
             query_factor = compression.query_factor(index)
             if layerdrop > 0.0 and torch.rand(()) < layerdrop:
                 x, lengths = pool_floor(x, lengths, query_factor)  # keep the sequence length right
-                continue
-            x, lengths = layer(x, lengths, query_factor, compression.kv_factor(index))
+            else:
+                x, lengths = layer(x, lengths, query_factor, compression.kv_factor(index), bias)
+            if bias is not None:
+                bias = pool_bias_windows(bias, query_factor)
         if self.config.layer_norm_first:
             x = self.layer_norm(x)
 
