@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "stochw2v"
-# audio -> data -> compute -> model -> formats -> train -> evaluate -> serve -> applications -> cli;
+# audio -> data -> compute -> model -> formats -> train | runtime -> evaluate -> serve -> applications -> cli;
 # errors/files below all
 LAYERS = {"errors": 0, "files": 0, "audio": 1, "data": 2, "compute": 3, "model": 4, "formats": 5, "train": 6,
-          "evaluate": 7, "serve": 8, "demo": 9, "experiment": 9, "cli": 10}
+          "runtime": 6, "evaluate": 7, "serve": 8, "demo": 9, "experiment": 9, "cli": 10}
 LONGEST_FUNCTION = 60
 
 

@@ -20,6 +20,7 @@ from ..evaluate.decoding import (
 from ..evaluate.ngram import tuned_weights
 from ..formats.load import load
 from ..model import CTCModel, Model
+from ..runtime import BACKENDS, with_backend
 
 
 def positive_int(text: str) -> int:
@@ -132,6 +133,9 @@ def resolve_device(name: str | None) -> torch.device:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
+                        help="where inference runs: torch, or onnxruntime (CPU, float32: the model's own graph per "
+                             "setting, exported on first use into ~/.cache/stochw2v; default: %(default)s)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
                         help="precision of the weights and activations (bfloat16: CPUs with AMX and GPUs run it "
                              "about twice as fast)")
@@ -214,6 +218,16 @@ def load_recogniser(path: str, device: torch.device | None = None, dtype: torch.
     return model
 
 
+def recogniser_from_args(path: str, args: argparse.Namespace) -> CTCModel:
+    """The recogniser at `path` on the device, precision and backend the command asked for."""
+    backend = getattr(args, "backend", "torch")
+    if backend != "torch" and (args.device not in (None, "cpu") or getattr(args, "dtype", "float32") != "float32"):
+        raise Stochw2vError(f"--backend {backend} runs float32 on the CPU; drop --device {args.device} / --dtype "
+                            f"{getattr(args, 'dtype', 'float32')} or use --backend torch")
+    device, dtype = model_device_dtype(args) if backend == "torch" else (torch.device("cpu"), torch.float32)
+    return with_backend(load_recogniser(path, device, dtype), backend, getattr(args, "threads", None))
+
+
 __all__ = ["add_decode_workers", "add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options",
            "bounded_float", "bounded_int", "finite_float", "load_model", "load_recogniser", "model_profile",
-           "one_setting", "positive_float", "positive_int", "resolve_device", "settings_list"]
+           "one_setting", "recogniser_from_args", "positive_float", "positive_int", "resolve_device", "settings_list"]

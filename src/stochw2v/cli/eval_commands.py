@@ -30,12 +30,11 @@ from .common import (
     add_search_bounds,
     add_threads,
     beam_options,
-    load_recogniser,
-    model_device_dtype,
     model_profile,
     one_setting,
     positive_float,
     positive_int,
+    recogniser_from_args,
     settings_list,
 )
 
@@ -98,7 +97,7 @@ def _transcriber(args: argparse.Namespace, model: CTCModel):
 
 def run_transcribe(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_recogniser(args.model, *model_device_dtype(args))
+    model = recogniser_from_args(args.model, args)
     setting = _transcriber(args, model)
     beam = beam_options(args)
     decoder = BeamDecoder(model.vocabulary, **beam) if beam else None
@@ -130,8 +129,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = check_output_folder(Path(args.out))  # before any work: a bad --out fails now, not after
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
-    device, dtype = model_device_dtype(args)
-    models = {name: load_recogniser(p, device, dtype) for name, p in zip(_model_names(args.models), args.models)}
+    models = {name: recogniser_from_args(p, args) for name, p in zip(_model_names(args.models), args.models)}
     cascades = {name: CascadeConfig.load(args.cascade) for name in models} if args.cascade else None
     evaluation = evaluate_models(models, manifest, args.settings, args.repeats, beam=beam_options(args),
                                  cascades=cascades)
@@ -167,7 +165,7 @@ def float_list(text: str) -> list[float]:
 
 def run_lm_tune(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_recogniser(args.model, *model_device_dtype(args))
+    model = recogniser_from_args(args.model, args)
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     result = tune_lm(model, manifest, Path(args.lm), model.resolve(args.compression), args.beam, args.lm_weights,
                      args.word_scores, args.unknown_word_scores, args.token_min_logp, args.beam_prune_logp,
@@ -216,7 +214,7 @@ def setting_or_auto(text: str) -> Compression | str:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    model = load_recogniser(args.model, *model_device_dtype(args))
+    model = recogniser_from_args(args.model, args)
     manifest = read_manifest(args.manifest, labels=True, check_lengths=True)
     settings = [model.resolve(s) for s in args.settings]
     measured = measure(model, manifest, settings)

@@ -13,11 +13,10 @@ from .common import (
     add_device,
     add_threads,
     bounded_int,
-    load_recogniser,
-    model_device_dtype,
     model_profile,
     positive_float,
     positive_int,
+    recogniser_from_args,
 )
 
 DEFAULTS = ServeSettings()
@@ -26,7 +25,7 @@ DEFAULTS = ServeSettings()
 def run_serve(args: argparse.Namespace) -> int:
     sock = bind_socket(args.host, args.port)  # first: a port it cannot have is one line, before the model loads
     torch.set_num_threads(args.threads)
-    model = load_recogniser(args.model, *model_device_dtype(args))
+    model = recogniser_from_args(args.model, args)
     profile_path = model_profile(args.model, args.profile, "serve")
     profile = Profile.load(profile_path)
     profile.check_runs_on(model, profile_path)
