@@ -20,7 +20,7 @@ from ..evaluate.decoding import (
 from ..evaluate.ngram import tuned_weights
 from ..formats.load import load
 from ..model import CTCModel, Model
-from ..runtime import BACKENDS, with_backend
+from ..runtime import BACKENDS, PrecisionDial
 
 
 def positive_int(text: str) -> int:
@@ -219,13 +219,19 @@ def load_recogniser(path: str, device: torch.device | None = None, dtype: torch.
 
 
 def recogniser_from_args(path: str, args: argparse.Namespace) -> CTCModel:
-    """The recogniser at `path` on the device, precision and backend the command asked for."""
+    """The recogniser at `path` on the device and backend the command asked for. At float32 it is a
+    `PrecisionDial`, so that a setting may name its precision (s=2@bf16, s=2@int8); --dtype loads the
+    whole model at that precision instead."""
     backend = getattr(args, "backend", "torch")
-    if backend != "torch" and (args.device not in (None, "cpu") or getattr(args, "dtype", "float32") != "float32"):
+    dtype_name = getattr(args, "dtype", "float32")
+    if backend != "torch" and (args.device not in (None, "cpu") or dtype_name != "float32"):
         raise Stochw2vError(f"--backend {backend} runs float32 on the CPU; drop --device {args.device} / --dtype "
-                            f"{getattr(args, 'dtype', 'float32')} or use --backend torch")
+                            f"{dtype_name} or use --backend torch")
     device, dtype = model_device_dtype(args) if backend == "torch" else (torch.device("cpu"), torch.float32)
-    return with_backend(load_recogniser(path, device, dtype), backend, getattr(args, "threads", None))
+    model = load_recogniser(path, device, dtype)
+    if dtype != torch.float32:
+        return model
+    return PrecisionDial(model, backend, getattr(args, "threads", None))
 
 
 __all__ = ["add_decode_workers", "add_decoding", "add_device", "add_search_bounds", "add_threads", "beam_options",

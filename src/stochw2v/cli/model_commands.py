@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..compute.compression import precision_of, without_precision
 from ..errors import Stochw2vError
 from ..evaluate.profile import format_profile, format_table, measure_profile, profile
 from ..evaluate.timing import thread_note
@@ -15,6 +16,7 @@ from ..formats.load import load
 from ..formats.model_folder import save
 from ..formats.onnx import export_onnx
 from ..model import PRESETS, CTCModel, Encoder, EncoderConfig, count_parameters
+from ..runtime import PrecisionDial
 from ..train.growing import grow_depth
 from .common import (
     add_device,
@@ -47,6 +49,11 @@ def run_profile(args: argparse.Namespace) -> int:
         settings = policy.validation_settings(encoder.config.num_layers) if policy else settings_list("s=1")
     source = args.model or f"random-weight {args.size} encoder"
     if args.out:
+        if isinstance(model, CTCModel) and dtype == torch.float32:  # rows may name a precision: s=2@int8
+            model = PrecisionDial(model, args.backend, args.threads)
+        elif args.backend != "torch":
+            raise Stochw2vError(f"--backend {args.backend} profiles a float32 recogniser; give --model a "
+                                f"fine-tuned model folder and drop --dtype")
         return _profile_to_file(args, model, settings, source)
     print(f"{source}: {count_parameters(encoder) / 1e6:.1f}M parameters, {args.seconds:g} s of audio, "
           f"batch {args.batch}, {thread_note()}, {device}, median of {args.repeats} interleaved runs")
@@ -95,7 +102,10 @@ def _check_not_inside(source: Path, out: Path) -> None:
 def run_export_onnx(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     out = export_onnx(model, args.out, args.compression, args.opset)
-    setting = (model.encoder if isinstance(model, CTCModel) else model).resolve(args.compression)
+    precision = "" if args.compression is None else precision_of(args.compression)
+    setting = (model.encoder if isinstance(model, CTCModel) else model).resolve(
+        None if args.compression is None else without_precision(args.compression))
+    setting = f"{setting}@{precision}" if precision not in ("", "fp32") else setting
     print(f"wrote {out}: {setting}, inputs waveforms [batch, samples] float32 and lengths [batch] int64, "
           f"dynamic batch and length")
     return 0

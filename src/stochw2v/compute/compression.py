@@ -11,6 +11,12 @@ A `Compression` says how hard one call squeezes the encoder:
 
 Parts are joined by commas (``s=2,q7=2,kv=2``); the empty string and ``s=1`` are plain W2V2.
 `policy.StochasticPolicy` draws one setting per training update.
+
+At inference a setting may also name the precision it runs at, after an ``@``: ``s=2,kv=2@int8``
+(an `OperatingPoint`). ``fp32`` is the default and is not written; ``bf16`` runs the torch model in
+bfloat16 (fast where the CPU has AMX or AVX512-BF16, and on GPUs); ``int8`` runs the setting's ONNX
+graph with dynamically quantized linear layers on ONNX Runtime. `runtime.PrecisionDial` runs them all
+from one set of weights; a plain model runs only its own precision.
 """
 from __future__ import annotations
 
@@ -25,6 +31,9 @@ _PART = re.compile(r"^(s|q|kv)(\d*)=(\d+)$")
 FRAME_MS = 20  # one conv frame (the 320-sample hop at 16 kHz)
 FRAMES_PER_SECOND = 1000 // FRAME_MS
 MAX_FACTOR = 4096  # 82 s of 20 ms frames in one pooled position: anything larger is a typo, not a setting
+FP32 = "fp32"
+PRECISIONS = (FP32, "bf16", "int8")  # what an operating point may run at
+PRECISION_ALIASES = {"float32": FP32, "bfloat16": "bf16", "qint8": "int8"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class Compression:
             return text
         if not isinstance(text, str):
             raise ConfigError(f"compression must be a string like 's=2,q7=2', got {type(text).__name__}")
+        if "@" in text:
+            return OperatingPoint.parse(text)
         squeeze, kv_all = 1, 1
         queries: dict[int, int] = {}
         kv_layers: dict[int, int] = {}
@@ -173,7 +184,53 @@ class Compression:
         return max([self.kv_pool] + [f for _, f in self.kv_pool_layers])
 
 
+@dataclass(frozen=True)
+class OperatingPoint(Compression):
+    """A compression setting at a precision other than fp32 (``s=2@int8``): one point of the dial.
+    `Compression.parse` returns a plain `Compression` for fp32, so fp32 settings compare as before."""
+
+    precision: str = FP32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Compression:
+        setting, _, precision = text.rpartition("@")
+        if "@" in setting:
+            raise ConfigError(f"setting {text!r} names a precision twice (write e.g. s=2@int8)")
+        name = PRECISION_ALIASES.get(precision.strip().lower(), precision.strip().lower())
+        if name not in PRECISIONS:
+            raise ConfigError(f"setting {text!r}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        return at_precision(Compression.parse(setting), name)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}@{self.precision}"
+
+
+def precision_of(setting: Compression) -> str:
+    return getattr(setting, "precision", FP32)
+
+
+def without_precision(setting: Compression) -> Compression:
+    """The compression part of an operating point (a plain setting passes through)."""
+    if not isinstance(setting, OperatingPoint):
+        return setting
+    return Compression(setting.squeeze, setting.query_pool, setting.kv_pool, setting.kv_pool_layers)
+
+
+def at_precision(setting: Compression, precision: str) -> Compression:
+    """`setting` at `precision`: a plain `Compression` for fp32, an `OperatingPoint` otherwise."""
+    plain = without_precision(setting)
+    if precision == FP32:
+        return plain
+    return OperatingPoint(plain.squeeze, plain.query_pool, plain.kv_pool, plain.kv_pool_layers, precision)
+
+
 CompressionLike = Union[str, Compression, None]
 
 
-__all__ = ["Compression", "CompressionLike"]
+__all__ = ["FP32", "PRECISIONS", "Compression", "CompressionLike", "OperatingPoint", "at_precision", "precision_of",
+           "without_precision"]

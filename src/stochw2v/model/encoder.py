@@ -7,12 +7,14 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..compute.compression import Compression, CompressionLike
+from ..compute.compression import FP32, Compression, CompressionLike, precision_of, without_precision
+from ..errors import ConfigError
 from .config import EncoderConfig
 from .feature_encoder import ConvFeatureEncoder, standardize_over_valid
 from .inputs import as_waveform_batch
 from .transformer import ContextNetwork
 
+PRECISION_OF_DTYPE = {torch.float32: FP32, torch.bfloat16: "bf16"}
 FeatureHook = Callable[[Tensor, "Tensor | None"], Tensor]
 
 
@@ -79,13 +81,26 @@ class Encoder(nn.Module):
         Warns once per setting when the weights were never trained at it (the config records
         the training distribution): the model still runs, on weights that never saw it.
         """
-        setting = self.config.resolve(compression)
+        setting = self._own_precision(self.config.resolve(compression))
         if setting not in self._untrained_warned and not self.config.was_trained_on(setting):
             self._untrained_warned.add(setting)
             warnings.warn(f"compression {setting} was never drawn in this model's training "
                           f"({self.config.training_distribution.describe()}); expect a higher error rate",
                           UntrainedSettingWarning, stacklevel=3)
         return setting
+
+    def _own_precision(self, setting: Compression) -> Compression:
+        """The compression part of `setting`, if the precision it names is the one these weights hold: one
+        model runs one precision; `runtime.PrecisionDial` holds a variant per precision."""
+        precision = precision_of(setting)
+        if precision == FP32:
+            return setting
+        own = PRECISION_OF_DTYPE.get(next(self.parameters()).dtype)
+        if precision != own:
+            raise ConfigError(f"setting {setting} runs at {precision}, but this model's weights are "
+                              f"{own or next(self.parameters()).dtype}; run it through stochw2v.runtime.PrecisionDial "
+                              f"(the CLI does), which holds a variant per precision")
+        return without_precision(setting)
 
     # --------------------------------------------------------------- forward
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None,

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..compute.compression import Compression, CompressionLike
+from ..compute.compression import FP32, Compression, CompressionLike, at_precision, without_precision
 from ..errors import ConfigError
-from ..formats.onnx import export_onnx
+from ..formats.onnx import ONNX_PRECISIONS, export_onnx, open_session
 from ..model.ctc import CTCModel, CTCOutput
 from ..model.inputs import as_waveform_batch
 
@@ -28,6 +28,7 @@ except ImportError:  # an optional dependency: the torch backend needs none of i
     onnxruntime = None
 
 BACKENDS = ("torch", "onnxruntime")
+GRAPH_FORMAT = 2  # bumped when what a cached graph holds changes (2: its precision in its metadata)
 CACHE_ENV = "STOCHW2V_CACHE"  # where exported graphs are kept (default: $XDG_CACHE_HOME/stochw2v, ~/.cache/...)
 
 
@@ -41,6 +42,7 @@ def model_digest(model: CTCModel) -> str:
     """Of the weights, the vocabulary and the config: a graph exported from other weights is never reused."""
     digest = hashlib.sha256(json.dumps([model.config.to_dict(), list(model.vocabulary.tokens)],
                                        sort_keys=True).encode())
+    digest.update(f"graph-format-{GRAPH_FORMAT}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
@@ -48,18 +50,23 @@ def model_digest(model: CTCModel) -> str:
 
 
 class OnnxRuntimeRecogniser(CTCModel):
-    """`model` with its inference on ONNX Runtime (CPU, float32), one cached graph per setting."""
+    """`model` with its inference on ONNX Runtime (CPU, float32 or int8), one cached graph per setting."""
 
-    def __init__(self, model: CTCModel, threads: int | None = None, cache: Path | None = None) -> None:
+    def __init__(self, model: CTCModel, threads: int | None = None, cache: Path | None = None,
+                 precision: str = FP32) -> None:
         if onnxruntime is None:
-            raise ConfigError("backend onnxruntime: the onnxruntime package is not installed (pip install "
-                              "stochw2v[onnx]); use --backend torch")
+            what = "backend onnxruntime" if precision == FP32 else f"precision {precision} (it runs on ONNX Runtime)"
+            raise ConfigError(f"{what}: the onnxruntime package is not installed (pip install stochw2v[onnx]); "
+                              f"use --backend torch")
+        if precision not in ONNX_PRECISIONS:
+            raise ConfigError(f"backend onnxruntime runs {' or '.join(ONNX_PRECISIONS)}, not {precision}")
         if next(model.parameters()).dtype != torch.float32 or next(model.parameters()).device.type != "cpu":
             raise ConfigError("backend onnxruntime runs float32 graphs on the CPU; drop --dtype/--device or use "
                               "--backend torch")
         super().__init__(model.encoder, model.vocabulary)
         self.head, self.dropout = model.head, model.dropout
         self.threads = threads or torch.get_num_threads()
+        self.precision = precision
         self.folder = (cache or cache_root() / "onnx") / model_digest(model)
         self._sessions: dict[Compression, object] = {}
         self.eval()
@@ -69,7 +76,7 @@ class OnnxRuntimeRecogniser(CTCModel):
         """At inference the setting's graph; with training arguments or gradients, the torch path."""
         if self.training or torch.is_grad_enabled() or any(value for value in training.values()):
             return super().forward(waveforms, lengths, compression, **training)
-        setting = self.encoder.resolve(compression)
+        setting = self.resolve(compression)
         waveforms, lengths = as_waveform_batch(waveforms, lengths, self.config.receptive_field, torch.float32,
                                                torch.device("cpu"))
         if lengths is None:
@@ -80,27 +87,26 @@ class OnnxRuntimeRecogniser(CTCModel):
             None, {"waveforms": waveforms.contiguous().numpy(), "lengths": lengths.to(torch.long).numpy()})
         return CTCOutput(torch.from_numpy(logits), torch.from_numpy(frames))
 
+    def resolve(self, compression: CompressionLike) -> Compression:
+        """The compression part of `compression`, checked; a precision other than this one's is refused."""
+        setting = Compression.parse(compression) if compression is not None else None
+        if setting is not None and getattr(setting, "precision", FP32) not in (FP32, self.precision):
+            raise ConfigError(f"setting {setting}: this ONNX Runtime recogniser runs {self.precision}; use "
+                              f"stochw2v.runtime.PrecisionDial for several precisions")
+        return self.encoder.resolve(None if setting is None else without_precision(setting))
+
     def session(self, setting: Compression):
         """The setting's ONNX Runtime session, exporting its graph first if the cache has none."""
         if setting not in self._sessions:
-            path = self.folder / f"{str(setting).replace(',', '_').replace('=', '')}.onnx"
+            point = at_precision(setting, self.precision)
+            path = self.folder / f"{str(point).replace(',', '_').replace('=', '').replace('@', '_')}.onnx"
             if not path.exists():
                 self.folder.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f".{path.stem}.{os.getpid()}.onnx")
-                export_onnx(self, partial, setting)  # the graph of these weights (ExportGraph skips forward)
+                partial = path.with_name(f"{path.stem}.partial-{os.getpid()}.onnx")
+                export_onnx(self, partial, point)  # the graph of these weights (ExportGraph skips forward)
                 partial.replace(path)  # a graph is complete or absent, whoever else shares the cache
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-            self._sessions[setting] = onnxruntime.InferenceSession(str(path), options,
-                                                                   providers=["CPUExecutionProvider"])
+            self._sessions[setting] = open_session(path, self.precision, self.threads)
         return self._sessions[setting]
 
 
-def with_backend(model: CTCModel, backend: str, threads: int | None = None) -> CTCModel:
-    """`model` on the named backend."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend {backend!r} is not one of {BACKENDS}")
-    return model if backend == "torch" else OnnxRuntimeRecogniser(model, threads)
-
-
-__all__ = ["BACKENDS", "CACHE_ENV", "OnnxRuntimeRecogniser", "cache_root", "model_digest", "with_backend"]
+__all__ = ["BACKENDS", "CACHE_ENV", "OnnxRuntimeRecogniser", "cache_root", "model_digest"]
