@@ -7,7 +7,8 @@
    s=2 and s=4 against SEWModel with that squeeze; batch 1 of `--seconds`, and batch 8 of mixed
    lengths (from half to all of `--seconds`, padded, with lengths / attention mask); each dtype;
    every candidate warmed up fully, then interleaved (evaluate/timing.py); CUDA synchronised;
-   with --onnx, our graph exported at that setting and run by ONNX Runtime with the same threads;
+   with --onnx, our graph exported at that setting and run by ONNX Runtime with the same threads, in
+   fp32 and int8 (setting@int8: dynamically quantized matrix products);
 2. a table of our time and MACs per setting, pooling included.
 Target: ours / HF <= 0.90 at s=1 and s=2.
 """
@@ -36,18 +37,17 @@ def batch_of(size: int, seconds: float, device: torch.device) -> tuple[torch.Ten
     return audio.to(device), lengths.to(device)
 
 
-def onnx_runner(model, setting: str, folder: str):
+def onnx_runner(model, setting: str, folder: str, precision: str = "fp32"):
     """A function running `model` at `setting` under ONNX Runtime (same threads), or None without it."""
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401 - only whether it is installed
     except ImportError:
         return None
-    from stochw2v.formats.onnx import export_onnx
+    from stochw2v.formats.onnx import export_onnx, open_session
 
-    path = export_onnx(model, f"{folder}/m.onnx", setting)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(str(path), options)
+    point = setting if precision == "fp32" else f"{setting}@{precision}"
+    path = export_onnx(model, f"{folder}/m-{precision}.onnx", point)
+    session = open_session(path, precision, torch.get_num_threads())
     return lambda audio, lengths: session.run(None, {"waveforms": audio.numpy(), "lengths": lengths.numpy()})
 
 
@@ -58,6 +58,7 @@ def compare(hf_model, setting: str, args, device: torch.device) -> list[tuple]:
         hf_model.save_pretrained(folder)
         ours = stochw2v.load(folder)
         ort = onnx_runner(ours, setting, folder) if args.onnx and device.type == "cpu" else None
+        ort8 = onnx_runner(ours, setting, folder, "int8") if args.onnx and device.type == "cpu" else None
     rows = []
     for dtype_name in args.dtypes.split(","):
         dtype = DTYPES[dtype_name]
@@ -77,9 +78,11 @@ def compare(hf_model, setting: str, args, device: torch.device) -> list[tuple]:
                         "hf": partial(hf, audio, attention_mask=hf_mask)}
                 if ort is not None and dtype == torch.float32:
                     jobs["onnx"] = partial(ort, audio.cpu().float(), lengths.cpu())
+                    jobs["onnx_int8"] = partial(ort8, audio.cpu().float(), lengths.cpu())
                 medians = interleaved_medians(jobs, args.repeats)
             ratio = medians["ours"] / medians["hf"]
-            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], ratio, diff, medians.get("onnx")))
+            rows.append((setting, size, dtype_name, medians["ours"], medians["hf"], ratio, diff, medians.get("onnx"),
+                         medians.get("onnx_int8")))
     return rows
 
 
@@ -100,18 +103,19 @@ def main() -> None:
     print(f"{thread_note()}, {device}{' ' + torch.cuda.get_device_name() if device.type == 'cuda' else ''}, "
           f"{args.seconds:g} s audio, median of {args.repeats} interleaved runs after a warm-up")
 
-    print("\n| setting | HF model | batch | dtype | ours (s) | HF (s) | ours / HF | ONNX Runtime (s) | max abs diff |\n"
-          "|---|---|---|---|---|---|---|---|---|")
+    print("\n| setting | HF model | batch | dtype | ours (s) | HF (s) | ours / HF | ONNX Runtime fp32 (s) | "
+          "ORT / ours | ORT int8 (s) | int8 / ORT fp32 | max abs diff |\n" + "|---" * 12 + "|")
     for name, hf_model, setting in (
         ("Wav2Vec2Model", Wav2Vec2Model(Wav2Vec2Config()), "s=1"),
         ("SEWModel squeeze 2", SEWModel(SEWConfig(squeeze_factor=2)), "s=2"),
         ("SEWModel squeeze 4", SEWModel(SEWConfig(squeeze_factor=4)), "s=4"),
     ):
         for row in compare(hf_model, setting, args, device):
-            s, size, dtype, ours_s, hf_s, ratio, diff, onnx_s = row
-            onnx_text = "-" if onnx_s is None else f"{onnx_s:.4f}"
+            s, size, dtype, ours_s, hf_s, ratio, diff, onnx_s, int8_s = row
+            onnx_text = "- | -" if onnx_s is None else f"{onnx_s:.4f} | {onnx_s / ours_s:.2f}"
+            int8_text = "- | -" if int8_s is None else f"{int8_s:.4f} | {int8_s / onnx_s:.2f}"
             print(f"| {s} | {name} | {size} | {dtype} | {ours_s:.4f} | {hf_s:.4f} | {ratio:.2f} | {onnx_text} | "
-                  f"{diff:.1e} |", flush=True)
+                  f"{int8_text} | {diff:.1e} |", flush=True)
 
     print("\nOur base encoder (W2V2 conv encoder, upsampler up to 8), per setting, fp32 batch 1:")
     model = stochw2v.Encoder(stochw2v.EncoderConfig.base()).to(device)

@@ -72,3 +72,25 @@ def test_the_onnxruntime_backend_gives_the_torch_transcripts_and_reuses_its_cach
     assert main(["transcribe", str(tmp_path / "m"), str(tmp_path / "a.wav"), "--backend", "onnxruntime",
                  "--dtype", "bfloat16"]) == 2
     assert "--backend onnxruntime runs float32 on the CPU" in capsys.readouterr().err
+
+
+def test_the_automatic_backend_takes_onnxruntime_and_falls_back_to_torch_for_a_graph_it_cannot_export(
+        monkeypatch, tmp_path):
+    from stochw2v.runtime import BackendFallbackWarning, PrecisionDial, onnx_runtime
+
+    model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
+    dial = PrecisionDial(model, "auto", threads=1, cache=tmp_path)
+    assert dial.backend == "onnxruntime"
+
+    def cannot_export(*_args, **_kwargs):
+        raise RuntimeError("an operator the exporter does not know")
+
+    monkeypatch.setattr(onnx_runtime, "export_onnx", cannot_export)
+    audio = 0.1 * torch.randn(2, 16000)
+    with torch.inference_mode():
+        with pytest.warns(BackendFallbackWarning, match="setting s=2: no ONNX graph.*running it on torch"):
+            got = dial(audio, None, "s=2")
+        assert torch.equal(got.logits, model(audio, None, "s=2").logits)
+        dial(audio, None, "s=2")  # known now: no second try, no second warning
+    with pytest.raises(stochw2v.errors.Stochw2vError, match="starts from float32 weights"):
+        PrecisionDial(model.to(torch.bfloat16), "auto")

@@ -51,7 +51,7 @@ def run_profile(args: argparse.Namespace) -> int:
     if args.out:
         if isinstance(model, CTCModel) and dtype == torch.float32:  # rows may name a precision: s=2@int8
             model = PrecisionDial(model, args.backend, args.threads)
-        elif args.backend != "torch":
+        elif args.backend == "onnxruntime":
             raise Stochw2vError(f"--backend {args.backend} profiles a float32 recogniser; give --model a "
                                 f"fine-tuned model folder and drop --dtype")
         return _profile_to_file(args, model, settings, source)

@@ -27,9 +27,15 @@ try:
 except ImportError:  # an optional dependency: the torch backend needs none of it
     onnxruntime = None
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")  # auto: onnxruntime where it is installed and the model is fp32 on the CPU
+BACKEND_ENV = "STOCHW2V_BACKEND"  # the CLI's default --backend (auto when unset)
 GRAPH_FORMAT = 2  # bumped when what a cached graph holds changes (2: its precision in its metadata)
 CACHE_ENV = "STOCHW2V_CACHE"  # where exported graphs are kept (default: $XDG_CACHE_HOME/stochw2v, ~/.cache/...)
+
+
+def default_backend() -> str:
+    """$STOCHW2V_BACKEND, else auto (checked where it is used, so that a bad value is one clear line)."""
+    return os.environ.get(BACKEND_ENV, "auto")
 
 
 def cache_root() -> Path:
@@ -109,4 +115,5 @@ class OnnxRuntimeRecogniser(CTCModel):
         return self._sessions[setting]
 
 
-__all__ = ["BACKENDS", "CACHE_ENV", "OnnxRuntimeRecogniser", "cache_root", "model_digest"]
+__all__ = ["BACKENDS", "BACKEND_ENV", "CACHE_ENV", "OnnxRuntimeRecogniser", "cache_root", "default_backend",
+           "model_digest"]
