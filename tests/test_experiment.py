@@ -3,6 +3,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from stochw2v.cli import main
 from stochw2v.errors import ConfigError
@@ -92,3 +93,20 @@ def test_jobs_put_the_stochastic_start_and_its_arms_first_and_wait_for_their_war
     assert Job("arm", "w2v2", 2, 10).needs == (Job("warm", "w2v2", 2),)
     assert Job("warm", "scratch", 1).needs == ()  # no pre-training
     assert len(jobs) == 4 + 4 + 2 + 2 + 4 + 2
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm"])
+def test_a_foreign_start_is_a_checkpoint_built_by_hf_that_our_loader_reads_as_hf_runs_it(tmp_path, family):
+    transformers = pytest.importorskip("transformers")
+    from stochw2v.experiment.foreign import foreign_checkpoint
+    from stochw2v.train.recipe import PretrainRecipe, load_recipe, packaged_recipe
+
+    architecture = load_recipe(packaged_recipe("pretrain_tiny"), [], PretrainRecipe).model.encoder_config(8)
+    ours = foreign_checkpoint(family, architecture, 1, tmp_path / family).eval()
+    assert ours.config.family == family and ours.config.max_upsample == 0
+    hf = transformers.AutoModel.from_pretrained(tmp_path / family).eval()
+    assert type(hf).__name__ == {"hubert": "HubertModel", "wavlm": "WavLMModel"}[family]
+    audio = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert (hf(audio).last_hidden_state - ours.encode(audio).hidden_states).abs().max() < 1e-4
+    assert foreign_checkpoint(family, architecture, 1, tmp_path / family).config == ours.config  # reused

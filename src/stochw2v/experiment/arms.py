@@ -25,6 +25,7 @@ class Start:
     name: str
     pretrain: tuple[str, ...] | None  # pre-training recipe overrides; None: no pre-training (a fresh encoder)
     warm_setting: str  # the setting the CTC warm start trains at
+    family: str | None = None  # a checkpoint of this family built by HF transformers' own classes (foreign.py)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ STARTS = {
     "w2v2": Start("w2v2", ("policy.fixed=s=1",), "s=1"),
     "sew2": Start("sew2", ("policy.fixed=s=2",), "s=2"),
     "scratch": Start("scratch", None, "s=1"),
+    "hubert": Start("hubert", None, "s=1", family="hubert"),
+    "wavlm": Start("wavlm", None, "s=1", family="wavlm"),
 }
 
 _ALL = CURVE_SETTINGS
@@ -74,6 +77,13 @@ ARMS = (
     Arm("w2v2>stoch", "w2v2", RECIPE_POLICY, _ALL, STOCHASTIC_TEST_SETTINGS,
         about="a W2V2 (s=1) pre-trained encoder fine-tuned stochastically"),
     Arm("scratch", "scratch", ("policy.fixed=s=1",), ("s=1",), about="no pre-training, fine-tuned at s=1"),
+    # issue #31: checkpoints of other families (HF's classes, random init) made on-demand, against fixed s=1
+    Arm("hubert", "hubert", ("policy.fixed=s=1",), ("s=1",), about="a HF HuBERT checkpoint fine-tuned at s=1"),
+    Arm("hubert>stoch", "hubert", RECIPE_POLICY, _ALL, STOCHASTIC_TEST_SETTINGS,
+        about="the same HuBERT checkpoint fine-tuned stochastically"),
+    Arm("wavlm", "wavlm", ("policy.fixed=s=1",), ("s=1",), about="a HF WavLM checkpoint fine-tuned at s=1"),
+    Arm("wavlm>stoch", "wavlm", RECIPE_POLICY, _ALL, STOCHASTIC_TEST_SETTINGS,
+        about="the same WavLM checkpoint fine-tuned stochastically"),
 )
 ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
 # the arms `make experiment` runs, and the ones a long budget carries first (the issue's order)

@@ -86,6 +86,10 @@ COMPARISONS = [
                ("w2v2>stoch", "s=1"), ("stochastic", "s=1")),
     Comparison("existing checkpoints", "W2V2 fine-tuned stochastically vs stochastic, s=4",
                ("w2v2>stoch", "s=4"), ("stochastic", "s=4")),
+    Comparison("other families", "HuBERT fine-tuned stochastically vs fixed s=1, s=1", ("hubert>stoch", "s=1"),
+               ("hubert", "s=1")),
+    Comparison("other families", "WavLM fine-tuned stochastically vs fixed s=1, s=1", ("wavlm>stoch", "s=1"),
+               ("wavlm", "s=1")),
 ]
 
 

@@ -29,6 +29,7 @@ from ..train.growing import grow_upsampler
 from ..train.pretrain import Pretrainer
 from ..train.recipe import FinetuneRecipe, PretrainRecipe, load_recipe, packaged_recipe
 from .arms import STARTS, Arm, Start
+from .foreign import foreign_checkpoint
 from .plan import ExperimentPlan
 from .testing import score_on_test, scores_path
 
@@ -107,8 +108,13 @@ def pretrain(plan: ExperimentPlan, start: Start, seed: int) -> None:
 
 
 def _starting_encoder(plan: ExperimentPlan, start: Start, seed: int) -> Encoder:
-    """The start's pre-trained encoder, or (scratch) a fresh one of the same architecture; with an upsampler."""
-    if start.pretrain is None:
+    """The start's pre-trained encoder, a checkpoint of another family (HF's classes, random init), or
+    (scratch) a fresh one of the same architecture; with an upsampler."""
+    if start.family is not None:
+        recipe = load_recipe(packaged_recipe("pretrain_tiny"), [f"run.seed={seed}"], PretrainRecipe)
+        encoder = foreign_checkpoint(start.family, recipe.model.encoder_config(UPSAMPLER), seed,
+                                     plan.out / "checkpoints" / f"{start.name}-seed{seed}")
+    elif start.pretrain is None:
         recipe = load_recipe(packaged_recipe("pretrain_tiny"), [f"run.seed={seed}"], PretrainRecipe)
         torch.manual_seed(seed)
         encoder = Encoder(recipe.model.encoder_config(UPSAMPLER))
