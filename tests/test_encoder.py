@@ -278,3 +278,17 @@ def test_grow_upsampler_keeps_the_factors_a_model_had_and_adds_fresh_blocks_for_
     assert grow_upsampler(grown, 2) is grown  # never shrinks
     plain = grow_upsampler(Encoder(small_config(max_upsample=0)), 4)  # a plain W2V2 encoder gains an upsampler
     assert plain.config.max_upsample == 4 and plain.context.upsample is not None
+
+
+def test_the_onednn_linear_equals_torch_linear_at_inference_and_trains_through_f_linear():
+    from stochw2v.model.linear import Linear
+
+    layer = Linear(48, 96)
+    x = torch.randn(3, 17, 48)
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    with torch.inference_mode():
+        assert (layer(x) - expected).abs().max() < 1e-5
+        assert (layer(x[:, ::2]) - expected[:, ::2]).abs().max() < 1e-5  # a strided input
+    layer(x).sum().backward()  # with gradients: F.linear
+    assert layer.weight.grad is not None and torch.allclose(layer.weight.grad, x.sum(0).sum(0).expand(96, 48))
+    assert set(layer.state_dict()) == {"weight", "bias"}

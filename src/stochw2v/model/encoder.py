@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .config import EncoderConfig
 from .feature_encoder import ConvFeatureEncoder, standardize_over_valid
 from .inputs import as_waveform_batch
+from .linear import Linear
 from .transformer import ContextNetwork
 
 PRECISION_OF_DTYPE = {torch.float32: FP32, torch.bfloat16: "bf16"}
@@ -44,7 +45,7 @@ class Encoder(nn.Module):
         self.config = config
         self.feature_encoder = ConvFeatureEncoder(config)
         self.feature_norm = nn.LayerNorm(config.conv_dim, eps=config.layer_norm_eps)
-        self.feature_projection = nn.Linear(config.conv_dim, config.dim) if config.feature_projection \
+        self.feature_projection = Linear(config.conv_dim, config.dim) if config.feature_projection \
             else nn.Identity()
         self.feature_dropout = nn.Dropout(config.feature_dropout)
         # replaces masked frames in pre-training and fine-tuning (W2V2's mask embedding)

@@ -15,6 +15,7 @@ from ..compute.compression import Compression
 from ..errors import ConfigError
 from .activations import activation
 from .config import EncoderConfig
+from .linear import Linear, linear
 from .pooling import exporting, padding_mask, pool_ceil, pool_floor
 from .relative_position import (
     PositionGate,
@@ -32,10 +33,10 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.q_proj = Linear(dim, dim)
+        self.k_proj = Linear(dim, dim)
+        self.v_proj = Linear(dim, dim)
+        self.out_proj = Linear(dim, dim)
         self.gate = PositionGate(dim, num_heads) if gated_bias else None  # WavLM
         self._fused: tuple | None = None
 
@@ -55,7 +56,7 @@ class SelfAttention(nn.Module):
                 weight = torch.cat([p.weight for p in parts])
                 bias = torch.cat([p.bias for p in parts])
             self._fused = (key, weight, bias)
-        return F.linear(queries, self._fused[1], self._fused[2]).chunk(3, dim=-1)
+        return linear(queries, self._fused[1], self._fused[2]).chunk(3, dim=-1)
 
     def forward(self, queries: Tensor, keys_values: Tensor, key_lengths: Tensor | None,
                 position_bias: Tensor | None = None) -> Tensor:
@@ -77,8 +78,8 @@ class SelfAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, ffn_dim: int, act: str, activation_dropout: float, dropout: float) -> None:
         super().__init__()
-        self.intermediate = nn.Linear(dim, ffn_dim)
-        self.output = nn.Linear(ffn_dim, dim)
+        self.intermediate = Linear(dim, ffn_dim)
+        self.output = Linear(ffn_dim, dim)
         self.activation = activation(act)
         self.activation_dropout = nn.Dropout(activation_dropout)
         self.dropout = nn.Dropout(dropout)
