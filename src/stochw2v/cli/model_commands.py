@@ -48,6 +48,10 @@ def run_profile(args: argparse.Namespace) -> int:
         policy = encoder.config.training_distribution
         settings = policy.validation_settings(encoder.config.num_layers) if policy else settings_list("s=1")
     source = args.model or f"random-weight {args.size} encoder"
+    named = [str(s) for s in settings if precision_of(s) != "fp32"]
+    if named and not (args.out and isinstance(model, CTCModel) and dtype == torch.float32):
+        raise Stochw2vError(f"--settings {';'.join(named)}: settings at a precision are profiled on a float32 "
+                            f"recogniser with --out PROFILE.json (--model a fine-tuned model, no --dtype)")
     if args.out:
         if isinstance(model, CTCModel) and dtype == torch.float32:  # rows may name a precision: s=2@int8
             model = PrecisionDial(model, args.backend, args.threads)
