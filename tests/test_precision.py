@@ -104,3 +104,11 @@ def test_int8_and_bf16_transcribe_as_fp32_does_on_real_synthetic_speech(tmp_path
     graph = next((tmp_path / "cache").rglob("*int8.onnx"))
     with pytest.raises(ModelFileError, match="holds int8 weights, but it was loaded as fp32"):
         open_session(graph, "fp32", 1)
+
+
+def test_profile_refuses_precision_rows_it_cannot_measure_in_one_line(capsys):
+    from stochw2v.cli import main
+
+    assert main(["profile", "--size", "tiny", "--settings", "s=1;s=1@int8", "--threads", "1"]) == 2
+    assert "s=1@int8: settings at a precision are profiled on a float32 recogniser with --out" in \
+        capsys.readouterr().err
