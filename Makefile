@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
 
-.PHONY: setup demo experiment profile test test-fast lint bench gpu-check clean
+.PHONY: setup demo experiment experiment-results profile test test-fast lint bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ experiment: setup
 	$(VENV)/bin/stochw2v experiment --out runs/experiment
 	cp runs/experiment/EXPERIMENT.md EXPERIMENT.md
 	mkdir -p docs && cp runs/experiment/curves.png docs/experiment_curves.png
+	$(MAKE) experiment-results
+
+# what the report is made from (plan, stage records, curves, per-utterance test scores; no weights), kept in git
+# so that a later session can re-read the figures of a run whose folder is gone
+experiment-results:
+	mkdir -p docs/experiment_results
+	cd runs/experiment && find . -path ./data -prune -o -path ./logs -prune -o \( -name plan.json -o -name stage.json \
+		-o -name log.jsonl -o -name 'test-*.json' \) -print | xargs -I{} cp --parents {} ../../docs/experiment_results/
 
 profile: setup
 	$(VENV)/bin/stochw2v profile --size base
