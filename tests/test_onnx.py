@@ -74,23 +74,14 @@ def test_the_onnxruntime_backend_gives_the_torch_transcripts_and_reuses_its_cach
     assert "--backend onnxruntime runs float32 on the CPU" in capsys.readouterr().err
 
 
-def test_the_automatic_backend_takes_onnxruntime_and_falls_back_to_torch_for_a_graph_it_cannot_export(
-        monkeypatch, tmp_path):
-    from stochw2v.runtime import BackendFallbackWarning, PrecisionDial, onnx_runtime
+def test_the_automatic_backend_runs_fp32_on_torch_and_a_dial_needs_float32_weights():
+    from stochw2v.runtime import PrecisionDial
 
     model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
-    dial = PrecisionDial(model, "auto", threads=1, cache=tmp_path)
-    assert dial.backend == "onnxruntime"
-
-    def cannot_export(*_args, **_kwargs):
-        raise RuntimeError("an operator the exporter does not know")
-
-    monkeypatch.setattr(onnx_runtime, "export_onnx", cannot_export)
+    dial = PrecisionDial(model, "auto", threads=1)
+    assert dial.backend == "torch" and dial.variant("fp32") is model
     audio = 0.1 * torch.randn(2, 16000)
     with torch.inference_mode():
-        with pytest.warns(BackendFallbackWarning, match="setting s=2: no ONNX graph.*running it on torch"):
-            got = dial(audio, None, "s=2")
-        assert torch.equal(got.logits, model(audio, None, "s=2").logits)
-        dial(audio, None, "s=2")  # known now: no second try, no second warning
+        assert torch.equal(dial(audio, None, "s=2").logits, model(audio, None, "s=2").logits)
     with pytest.raises(stochw2v.errors.Stochw2vError, match="starts from float32 weights"):
         PrecisionDial(model.to(torch.bfloat16), "auto")

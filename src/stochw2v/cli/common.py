@@ -135,10 +135,10 @@ def resolve_device(name: str | None) -> torch.device:
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--backend", default=default_backend(), choices=BACKENDS,
-                        help="where fp32 inference runs: onnxruntime (the model's own graph per setting, exported on "
-                             "first use into ~/.cache/stochw2v: about 2x faster on a CPU), torch, or auto (onnxruntime "
-                             "when installed and the model is float32 on the CPU; default: %(default)s, or "
-                             "$STOCHW2V_BACKEND). bf16 settings (s=2@bf16) run on torch, int8 ones on onnxruntime")
+                        help="where fp32 inference runs: torch, onnxruntime (the model's own graph per setting, "
+                             "exported on first use into ~/.cache/stochw2v), or auto (torch: as fast as onnxruntime "
+                             "here, no export; default: %(default)s, or $STOCHW2V_BACKEND). bf16 settings "
+                             "(s=2@bf16) run on torch, int8 ones (s=2@int8) on onnxruntime")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
                         help="precision of the weights and activations (bfloat16: CPUs with AMX and GPUs run it "
                              "about twice as fast)")
@@ -233,8 +233,6 @@ def recogniser_from_args(path: str, args: argparse.Namespace) -> CTCModel:
         raise Stochw2vError(f"--backend {backend} runs float32 on the CPU; drop --device {args.device} / --dtype "
                             f"{dtype_name} or use --backend torch")
     device, dtype = model_device_dtype(args) if backend != "onnxruntime" else (torch.device("cpu"), torch.float32)
-    if backend == "auto" and (device.type != "cpu" or dtype != torch.float32):
-        backend = "torch"  # the fastest path there is torch's
     model = load_recogniser(path, device, dtype)
     if dtype != torch.float32:
         return model

@@ -27,7 +27,7 @@ try:
 except ImportError:  # an optional dependency: the torch backend needs none of it
     onnxruntime = None
 
-BACKENDS = ("auto", "torch", "onnxruntime")  # auto: onnxruntime where it is installed and the model is fp32 on the CPU
+BACKENDS = ("auto", "torch", "onnxruntime")  # auto: each precision on its fastest runtime (dial.py)
 BACKEND_ENV = "STOCHW2V_BACKEND"  # the CLI's default --backend (auto when unset)
 GRAPH_FORMAT = 2  # bumped when what a cached graph holds changes (2: its precision in its metadata)
 CACHE_ENV = "STOCHW2V_CACHE"  # where exported graphs are kept (default: $XDG_CACHE_HOME/stochw2v, ~/.cache/...)
