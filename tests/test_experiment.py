@@ -110,3 +110,11 @@ def test_a_foreign_start_is_a_checkpoint_built_by_hf_that_our_loader_reads_as_hf
     with torch.no_grad():
         assert (hf(audio).last_hidden_state - ours.encode(audio).hidden_states).abs().max() < 1e-4
     assert foreign_checkpoint(family, architecture, 1, tmp_path / family).config == ours.config  # reused
+
+
+def test_a_foreign_start_fine_tunes_with_its_feature_encoder_frozen_from_warm_start_to_arms():
+    from stochw2v.experiment.arms import ARMS_BY_NAME, FROZEN_FEATURES, STARTS
+
+    for name in ("hubert", "hubert>stoch", "wavlm", "wavlm>stoch"):
+        assert FROZEN_FEATURES in STARTS[ARMS_BY_NAME[name].start].finetune
+    assert not STARTS["stochastic"].finetune  # our own starts train the whole encoder, as before

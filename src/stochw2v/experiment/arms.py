@@ -16,6 +16,7 @@ RECIPE_POLICY = ()  # the packaged recipe's policy as written: stochastic squeez
 CURVE_SETTINGS = ("s=1", "s=2", "s=4")  # validated every `curve_every` updates, wherever an arm trains them
 STOCHASTIC_TEST_SETTINGS = ("s=1", "s=2", "s=3", "s=4")
 DISTILL_WEIGHT = 1.0  # λ of the KL term; temperature 1
+FROZEN_FEATURES = "task.freeze_feature_encoder=true"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Start:
     pretrain: tuple[str, ...] | None  # pre-training recipe overrides; None: no pre-training (a fresh encoder)
     warm_setting: str  # the setting the CTC warm start trains at
     family: str | None = None  # a checkpoint of this family built by HF transformers' own classes (foreign.py)
+    finetune: tuple[str, ...] = ()  # recipe overrides of its warm start and of every arm that branches from it
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,12 @@ STARTS = {
     "w2v2": Start("w2v2", ("policy.fixed=s=1",), "s=1"),
     "sew2": Start("sew2", ("policy.fixed=s=2",), "s=2"),
     "scratch": Start("scratch", None, "s=1"),
-    "hubert": Start("hubert", None, "s=1", family="hubert"),
-    "wavlm": Start("wavlm", None, "s=1", family="wavlm"),
+    # a checkpoint brought from elsewhere is fine-tuned with its conv feature encoder frozen, as HF
+    # (freeze_feature_encoder) and fairseq (feature_grad_mult 0) fine-tune theirs; HF's HuBERT init also
+    # zeroes the conv biases, and then digital silence gives each layer-normed conv a zero-variance frame
+    # whose gradient grows ~1/sqrt(eps) per layer (1e32 at the first conv's bias, measured)
+    "hubert": Start("hubert", None, "s=1", family="hubert", finetune=(FROZEN_FEATURES,)),
+    "wavlm": Start("wavlm", None, "s=1", family="wavlm", finetune=(FROZEN_FEATURES,)),
 }
 
 _ALL = CURVE_SETTINGS

@@ -135,7 +135,7 @@ def warm_start(plan: ExperimentPlan, start: Start, seed: int) -> Path:
     if _finished(run, updates):
         return run / "model"
     began = time.perf_counter()
-    recipe = _finetune_recipe([f"policy.fixed={start.warm_setting}"], seed, updates)
+    recipe = _finetune_recipe([*start.finetune, f"policy.fixed={start.warm_setting}"], seed, updates)
     resume = (run / "checkpoints" / "checkpoint_last.safetensors").exists()
     trainer = Finetuner(recipe, _starting_encoder(plan, start, seed), plan.data / "train.tsv",
                         plan.data / "valid.tsv", run, init_source=f"{start.name} start, seed {seed}", resume=resume,
@@ -159,7 +159,8 @@ def finetune_arm(plan: ExperimentPlan, arm: Arm, seed: int, target: int) -> Path
     if not milestones:
         return run
     warm = warm_start(plan, STARTS[arm.start], seed)
-    recipe = _finetune_recipe([*arm.finetune, f"policy.validate={list(arm.trained)}"], seed,
+    overrides = [*STARTS[arm.start].finetune, *arm.finetune, f"policy.validate={list(arm.trained)}"]
+    recipe = _finetune_recipe(overrides, seed,
                               plan.schedule.curve_every)
     resume = (run / "checkpoints" / "checkpoint_last.safetensors").exists()
     trainer = Finetuner(recipe, load(warm), plan.data / "train.tsv", plan.data / "valid.tsv", run,
