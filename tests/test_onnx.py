@@ -80,6 +80,7 @@ def test_the_automatic_backend_runs_fp32_on_torch_and_a_dial_needs_float32_weigh
     model = stochw2v.CTCModel(stochw2v.Encoder(small_config()), Vocabulary()).eval()
     dial = PrecisionDial(model, "auto", threads=1)
     assert dial.backend == "torch" and dial.variant("fp32") is model
+    assert list(dial.state_dict()) == list(model.state_dict())  # each weight once, under the recogniser's names
     audio = 0.1 * torch.randn(2, 16000)
     with torch.inference_mode():
         assert torch.equal(dial(audio, None, "s=2").logits, model(audio, None, "s=2").logits)

@@ -70,7 +70,9 @@ class PrecisionDial(CTCModel):
         backend = "torch" if backend == "auto" else backend  # fp32 runs fastest there (module docstring)
         self.backend, self.threads, self.cache = backend, threads, cache
         self._variants: dict[str, CTCModel] = {FP32: model} if backend == "torch" else {}
-        self.base = model
+        # not a submodule: its encoder and head are this module's own, so the state dict (and a save) holds
+        # each weight once, under the recogniser's names
+        object.__setattr__(self, "base", model)
         self.eval()
 
     def check_precision(self, precision: str) -> None:

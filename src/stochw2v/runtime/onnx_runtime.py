@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..compute.compression import FP32, Compression, CompressionLike, at_precision, without_precision
+from ..compute.compression import FP32, Compression, CompressionLike, at_precision, precision_of, without_precision
 from ..errors import ConfigError
 from ..formats.onnx import ONNX_PRECISIONS, export_onnx, open_session
 from ..model.ctc import CTCModel, CTCOutput
@@ -96,7 +96,7 @@ class OnnxRuntimeRecogniser(CTCModel):
     def resolve(self, compression: CompressionLike) -> Compression:
         """The compression part of `compression`, checked; a precision other than this one's is refused."""
         setting = Compression.parse(compression) if compression is not None else None
-        if setting is not None and getattr(setting, "precision", FP32) not in (FP32, self.precision):
+        if setting is not None and precision_of(setting) not in (FP32, self.precision):
             raise ConfigError(f"setting {setting}: this ONNX Runtime recogniser runs {self.precision}; use "
                               f"stochw2v.runtime.PrecisionDial for several precisions")
         return self.encoder.resolve(None if setting is None else without_precision(setting))
